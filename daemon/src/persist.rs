@@ -1,0 +1,339 @@
+//! The state store: small records in the data directory, written atomically
+//! and checked on every read.
+//!
+//! A record is a header line (`hearth-record 1 sha256=<hex> len=<n>`) then a
+//! JSON body. Writes go to a temporary file that is fsynced, renamed over the
+//! record and followed by an fsync of the directory, so a power cut leaves
+//! either the old record or the new one, never a mix.
+//!
+//! The store knows whether it is new: a marker file is written when the
+//! directory is first set up, and from then on a missing or damaged record
+//! is an error, never "factory new". That is what keeps a damaged data
+//! partition from reopening first-boot setup.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+const MARKER: &str = "store-format";
+const MARKER_CONTENT: &str = "hearth-store 1\n";
+const HEADER_PREFIX: &str = "hearth-record 1 ";
+const TEMP_PREFIX: &str = ".tmp-";
+
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    new: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot use the data directory {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(
+        "the state record {path} is missing although the device has been set up. \
+         The data partition may be damaged; restore it or factory-reset the device."
+    )]
+    Missing { path: PathBuf },
+    #[error(
+        "the state record {path} is damaged ({reason}). \
+         Restore the data partition or factory-reset the device."
+    )]
+    Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "the data directory {path} holds records but no store marker, so it cannot be \
+         trusted as factory-new. Restore the data partition or factory-reset the device."
+    )]
+    Unmarked { path: PathBuf },
+}
+
+impl Store {
+    /// Opens the store, setting it up if the directory is empty or absent.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let dir = dir.into();
+        let io_err = |source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_err)?;
+        remove_stale_temp_files(&dir).map_err(io_err)?;
+        let marker = dir.join(MARKER);
+        let new = match fs::read_to_string(&marker) {
+            Ok(content) if content == MARKER_CONTENT => false,
+            Ok(_) => {
+                return Err(StoreError::Corrupt {
+                    path: marker,
+                    reason: "unknown store format".into(),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if fs::read_dir(&dir).map_err(io_err)?.next().is_some() {
+                    return Err(StoreError::Unmarked { path: dir });
+                }
+                true
+            }
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: marker,
+                    source,
+                });
+            }
+        };
+        let store = Store { dir, new };
+        if new {
+            store.write_file(MARKER, MARKER_CONTENT.as_bytes())?;
+        }
+        Ok(store)
+    }
+
+    /// True when this run set the store up: the device is factory-new.
+    pub fn is_new(&self) -> bool {
+        self.new
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads a record. A missing or damaged record is an error.
+    pub fn read<T: DeserializeOwned>(&self, name: &str) -> Result<T, StoreError> {
+        let path = self.dir.join(name);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing { path });
+            }
+            Err(source) => return Err(StoreError::Io { path, source }),
+        };
+        let body = check_record(&bytes).map_err(|reason| StoreError::Corrupt {
+            path: path.clone(),
+            reason,
+        })?;
+        serde_json::from_slice(body).map_err(|e| StoreError::Corrupt {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Reads a record that may legitimately not exist yet.
+    pub fn read_optional<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        match self.read(name) {
+            Ok(value) => Ok(Some(value)),
+            Err(StoreError::Missing { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes a record atomically.
+    pub fn write<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StoreError> {
+        let body = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Corrupt {
+            path: self.dir.join(name),
+            reason: format!("cannot encode: {e}"),
+        })?;
+        let mut record = format!(
+            "{HEADER_PREFIX}sha256={} len={}\n",
+            sha256_hex(&body),
+            body.len()
+        )
+        .into_bytes();
+        record.extend_from_slice(&body);
+        self.write_file(name, &record)
+    }
+
+    /// Writes raw bytes atomically with mode 0600 (keys, certificates).
+    pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        write_atomic(&self.dir, name, bytes).map_err(|source| StoreError::Io {
+            path: self.dir.join(name),
+            source,
+        })
+    }
+
+    /// Reads raw bytes written by [`Store::write_file`]; `None` if absent.
+    pub fn read_file(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.dir.join(name);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+}
+
+fn check_record(bytes: &[u8]) -> Result<&[u8], String> {
+    let newline = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("no header line")?;
+    let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| "header is not text")?;
+    let body = &bytes[newline + 1..];
+    let fields = header
+        .strip_prefix(HEADER_PREFIX)
+        .ok_or("unknown record format")?;
+    let (mut sha, mut len) = (None, None);
+    for field in fields.split(' ') {
+        match field.split_once('=') {
+            Some(("sha256", v)) => sha = Some(v),
+            Some(("len", v)) => len = v.parse::<usize>().ok(),
+            _ => return Err(format!("unexpected header field `{field}`")),
+        }
+    }
+    if len != Some(body.len()) {
+        return Err(format!(
+            "expected {} bytes, found {}",
+            len.map_or("?".into(), |l| l.to_string()),
+            body.len()
+        ));
+    }
+    if sha != Some(sha256_hex(body).as_str()) {
+        return Err("checksum mismatch".into());
+    }
+    Ok(body)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Temp file, fsync, rename, directory fsync.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let temp = dir.join(format!("{TEMP_PREFIX}{name}.{}", std::process::id()));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temp, dir.join(name))?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// A power cut can leave a temp file behind; it was never renamed, so it
+/// holds nothing the store relies on.
+fn remove_stale_temp_files(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Claim {
+        owner: String,
+    }
+
+    fn claim() -> Claim {
+        Claim {
+            owner: "alice".into(),
+        }
+    }
+
+    #[test]
+    fn a_new_store_is_new_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert!(Store::open(dir.path()).expect("open").is_new());
+        assert!(!Store::open(dir.path()).expect("reopen").is_new());
+    }
+
+    #[test]
+    fn records_round_trip_and_are_private() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("open");
+        store.write("claim", &claim()).expect("write");
+        assert_eq!(store.read::<Claim>("claim").expect("read"), claim());
+        let mode = fs::metadata(dir.path().join("claim"))
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_missing_record_in_a_set_up_store_is_an_error_not_factory_new() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Store::open(dir.path())
+            .expect("open")
+            .write("claim", &claim())
+            .expect("write");
+        fs::remove_file(dir.path().join("claim")).expect("remove");
+        let store = Store::open(dir.path()).expect("reopen");
+        assert!(!store.is_new());
+        assert!(matches!(
+            store.read::<Claim>("claim"),
+            Err(StoreError::Missing { .. })
+        ));
+    }
+
+    #[test]
+    fn truncated_flipped_and_garbage_records_are_detected() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("open");
+        store.write("claim", &claim()).expect("write");
+        let path = dir.path().join("claim");
+        let good = fs::read(&path).expect("read");
+
+        let damaged: Vec<Vec<u8>> = vec![
+            good[..good.len() - 3].to_vec(),
+            {
+                let mut flipped = good.clone();
+                let last = flipped.len() - 2;
+                flipped[last] ^= 0x01;
+                flipped
+            },
+            b"{\"owner\":\"mallory\"}".to_vec(),
+            Vec::new(),
+        ];
+        for bytes in damaged {
+            fs::write(&path, &bytes).expect("damage");
+            let err = store
+                .read::<Claim>("claim")
+                .expect_err("damaged record must not load");
+            assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+            assert!(err.to_string().contains("factory-reset"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_directory_with_records_but_no_marker_is_not_factory_new() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        fs::write(dir.path().join("claim"), b"anything").expect("write");
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::Unmarked { .. })
+        ));
+    }
+
+    #[test]
+    fn stale_temp_files_from_a_power_cut_are_removed_and_the_old_record_stays() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("open");
+        store.write("claim", &claim()).expect("write");
+        fs::write(dir.path().join(".tmp-claim.999"), b"half a wri").expect("temp");
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.read::<Claim>("claim").expect("read"), claim());
+        assert!(!dir.path().join(".tmp-claim.999").exists());
+    }
+}

@@ -1,0 +1,57 @@
+//! Life under systemd: readiness, the watchdog, and shutdown on a signal.
+//!
+//! Outside systemd every call here is a no-op, so host mode needs nothing.
+
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+/// Tells systemd the daemon is ready (`Type=notify`).
+pub fn ready(status: &str) {
+    notify(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+pub fn stopping() {
+    notify(&[NotifyState::Stopping, NotifyState::Status("shutting down")]);
+}
+
+fn notify(states: &[NotifyState<'_>]) {
+    if let Err(error) = sd_notify::notify(false, states) {
+        tracing::warn!(%error, "cannot notify systemd");
+    }
+}
+
+/// Pings the watchdog at half its interval while the runtime is healthy.
+/// A wedged event loop stops the pings, and systemd restarts us.
+pub fn spawn_watchdog() {
+    let mut usec = 0;
+    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+        return;
+    }
+    let period = Duration::from_micros(usec) / 2;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            notify(&[NotifyState::Watchdog]);
+        }
+    });
+}
+
+/// A channel that turns true on SIGTERM or SIGINT.
+pub fn shutdown_signal() -> std::io::Result<watch::Receiver<bool>> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!("{name} received, shutting down");
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}

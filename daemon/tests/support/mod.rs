@@ -1,0 +1,278 @@
+//! Starting hearthd in host mode and talking HTTPS to it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const DEFAULTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../yocto-layer/meta-hearth/recipes-core/hearthd/files/hearth.toml"
+);
+
+pub struct Ready {
+    pub addr: SocketAddr,
+    pub fingerprint: String,
+}
+
+/// A hearthd process with its own data directory; killed on drop.
+pub struct Daemon {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    lines: Option<mpsc::Receiver<String>>,
+    stderr: Arc<Mutex<String>>,
+    exit: Option<Option<i32>>,
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Daemon::with_override("")
+    }
+
+    /// Starts with the shipped defaults, a host-mode layer, then `extra`.
+    pub fn with_override(extra: &str) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let host = format!(
+            "data_dir = \"{}\"\n[web]\nlisten = [\"127.0.0.1:0\"]\n",
+            dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("host.toml"), host).expect("host layer");
+        std::fs::write(dir.path().join("override.toml"), extra).expect("override layer");
+        let mut daemon = Daemon {
+            dir,
+            child: None,
+            lines: None,
+            stderr: Arc::default(),
+            exit: None,
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hearthd"))
+            .arg("run")
+            .args(["--config", DEFAULTS])
+            .arg("--config")
+            .arg(self.dir.path().join("host.toml"))
+            .arg("--config")
+            .arg(self.dir.path().join("override.toml"))
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start hearthd");
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = self.stderr.clone();
+        *sink.lock().expect("lock") = String::new();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut all = sink.lock().expect("lock");
+                all.push_str(&line);
+                all.push('\n');
+            }
+        });
+        self.child = Some(child);
+        self.lines = Some(rx);
+        self.exit = None;
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("lock").clone()
+    }
+
+    /// Waits for the ready line on the console and parses it.
+    pub fn ready(&self) -> Ready {
+        let lines = self.lines.as_ref().expect("running");
+        loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| {
+                    panic!("hearthd never became ready; stderr:\n{}", self.stderr())
+                });
+            if let Some(rest) = line.strip_prefix(hearthd::READY_PREFIX) {
+                let (addr, fingerprint) = rest
+                    .trim()
+                    .split_once(", certificate SHA-256 fingerprint ")
+                    .expect("ready line");
+                return Ready {
+                    addr: addr.parse().expect("address"),
+                    fingerprint: fingerprint.to_owned(),
+                };
+            }
+        }
+    }
+
+    pub fn stop(&mut self, signal: Signal) {
+        if let Some(child) = &self.child {
+            let _ = kill(Pid::from_raw(child.id() as i32), signal);
+        }
+        self.wait_exit(Duration::from_secs(20));
+    }
+
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        if let Some(code) = self.exit {
+            return code;
+        }
+        let child = self.child.as_mut().expect("started");
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                self.exit = Some(status.code());
+                // Let the reader threads drain what the process wrote.
+                std::thread::sleep(Duration::from_millis(50));
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "hearthd did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn exit_code(&mut self) -> Option<i32> {
+        self.wait_exit(Duration::from_secs(20))
+    }
+
+    pub fn restart(&mut self) {
+        self.stop(Signal::SIGKILL);
+        self.spawn();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+    pub fingerprint: String,
+}
+
+/// One HTTPS GET that accepts the device's self-signed certificate and
+/// reports its fingerprint, so the test compares it with the console's.
+pub fn https_get(addr: SocketAddr, path: &str) -> Response {
+    let seen = Arc::new(Mutex::new(None));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(RecordingVerifier {
+            seen: seen.clone(),
+            provider,
+        }))
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("hearth.local").expect("name");
+    let mut tls = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut stream = rustls::Stream::new(&mut tls, &mut tcp);
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: hearth.local\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let fingerprint = seen
+        .lock()
+        .expect("lock")
+        .clone()
+        .expect("certificate seen");
+    Response {
+        status,
+        headers: head.to_ascii_lowercase(),
+        body: body.to_owned(),
+        fingerprint,
+    }
+}
+
+#[derive(Debug)]
+struct RecordingVerifier {
+    seen: Arc<Mutex<Option<String>>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        *self.seen.lock().expect("lock") =
+            Some(hearthd::identity::Fingerprint::of(end_entity).to_string());
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

@@ -1,0 +1,47 @@
+SUMMARY = "Hearth device daemon: first-boot claim, disclosure, signed A/B updates"
+DESCRIPTION = "hearthd serves the device's HTTPS setup and status pages, \
+publishes the vendor's disclosure facts and drives SWUpdate for signed A/B \
+updates. It runs as the unprivileged user hearth under a hardened systemd unit."
+
+require recipes-core/hearthd/hearth-source.inc
+
+# The unit, the defaults and the user/tmpfiles snippets are shared with the
+# development image (qemu/), which copies them from this folder.
+SRC_URI += " \
+    file://hearthd.service \
+    file://hearth.toml \
+    file://hearthd.sysusers.conf \
+    file://hearthd.tmpfiles.conf \
+"
+
+inherit systemd useradd
+
+# Build only the daemon out of the workspace.
+CARGO_SRC_DIR = "daemon"
+
+# The account must exist at build time: the rootfs is read-only, so
+# systemd-sysusers cannot add it on the device. It matches
+# hearthd.sysusers.conf (oe-core's systemd_sysusers_check compares them).
+USERADD_PACKAGES = "${PN}"
+GROUPADD_PARAM:${PN} = "--system hearth"
+USERADD_PARAM:${PN} = "--system --no-create-home --home-dir /nonexistent \
+    --shell /sbin/nologin --gid hearth --comment 'Hearth device daemon' hearth"
+
+SYSTEMD_SERVICE:${PN} = "hearthd.service"
+SYSTEMD_AUTO_ENABLE:${PN} = "enable"
+
+do_install:append() {
+    install -D -m 0644 ${UNPACKDIR}/hearthd.service ${D}${systemd_system_unitdir}/hearthd.service
+    install -D -m 0644 ${UNPACKDIR}/hearth.toml ${D}${nonarch_libdir}/hearth/hearth.toml
+    install -D -m 0644 ${UNPACKDIR}/hearthd.sysusers.conf ${D}${nonarch_libdir}/sysusers.d/hearthd.conf
+    install -D -m 0644 ${UNPACKDIR}/hearthd.tmpfiles.conf ${D}${nonarch_libdir}/tmpfiles.d/hearthd.conf
+}
+
+FILES:${PN} += " \
+    ${nonarch_libdir}/hearth/hearth.toml \
+    ${nonarch_libdir}/sysusers.d/hearthd.conf \
+    ${nonarch_libdir}/tmpfiles.d/hearthd.conf \
+"
+
+# The vendor file is read at start; hearthd refuses to start without it.
+RDEPENDS:${PN} += "hearth-vendor"
