@@ -167,7 +167,7 @@ mod tests {
         let first = Identity::load_or_create(&store, "test")
             .expect("create")
             .fingerprint();
-        let key = dir.path().join(KEY_FILE);
+        let key = store.dir().join(KEY_FILE);
         assert_eq!(
             std::fs::metadata(&key).expect("stat").permissions().mode() & 0o777,
             0o600

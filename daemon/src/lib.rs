@@ -59,11 +59,12 @@ impl Error {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(layers: &[Layer]) -> Result<(), Error> {
     let config = Config::load(layers)?;
-    let store = Store::open(&config.data_dir)?;
+    let mut store = Store::open(&config.data_dir)?;
+    let identity = Identity::load_or_create(&store, "Hearth device")?;
     if store.is_new() {
+        store.commit()?;
         tracing::info!(dir = %config.data_dir.display(), "set up a new state store: the device is factory-new");
     }
-    let identity = Identity::load_or_create(&store, "Hearth device")?;
     let tls = identity.server_config().map_err(IdentityError::from)?;
 
     // One thread is plenty for a home device and keeps memory low; CPU-heavy

@@ -6,10 +6,13 @@
 //! record and followed by an fsync of the directory, so a power cut leaves
 //! either the old record or the new one, never a mix.
 //!
-//! The store knows whether it is new: a marker file is written when the
-//! directory is first set up, and from then on a missing or damaged record
-//! is an error, never "factory new". That is what keeps a damaged data
-//! partition from reopening first-boot setup.
+//! The store knows whether the device is factory-new. A new store is built
+//! in `state.new/` and renamed to `state/` only once its first records are
+//! written (`commit`), so a power cut during the very first boot leaves no
+//! half-made store, and a `state/` directory whose marker is missing or
+//! damaged is an error, never "factory new". That is what keeps a damaged
+//! data partition from reopening first-boot setup. A factory reset removes
+//! `state/` as one rename.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -19,6 +22,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+const LIVE: &str = "state";
+const STAGING: &str = "state.new";
+const DISCARDED: &str = "state.old";
 const MARKER: &str = "store-format";
 const MARKER_CONTENT: &str = "hearth-store 1\n";
 const HEADER_PREFIX: &str = "hearth-record 1 ";
@@ -26,7 +32,10 @@ const TEMP_PREFIX: &str = ".tmp-";
 
 #[derive(Debug)]
 pub struct Store {
+    /// Where records are read and written: `state/`, or `state.new/` until
+    /// a new store is committed.
     dir: PathBuf,
+    root: PathBuf,
     new: bool,
 }
 
@@ -52,46 +61,88 @@ pub enum StoreError {
 }
 
 impl Store {
-    /// Opens the store, setting it up if the directory is empty or absent.
-    pub fn open(dir: impl Into<PathBuf>) -> Result<Store, StoreError> {
-        let dir = dir.into();
-        let io_err = |source| StoreError::Io {
-            path: dir.clone(),
-            source,
+    /// Opens the store under `root`, or starts a new one if there is none.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let root = root.into();
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { path, source }
         };
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(&dir)
-            .map_err(io_err)?;
-        remove_stale_temp_files(&dir).map_err(io_err)?;
-        let marker = dir.join(MARKER);
-        let new = match fs::read_to_string(&marker) {
-            Ok(content) if content == MARKER_CONTENT => false,
-            Ok(_) => {
-                return Err(StoreError::Corrupt {
-                    path: marker,
-                    reason: "unknown store format".into(),
-                });
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if fs::read_dir(&dir).map_err(io_err)?.next().is_some() {
-                    return Err(StoreError::Unmarked { path: dir });
-                }
-                true
-            }
-            Err(source) => {
-                return Err(StoreError::Io {
-                    path: marker,
-                    source,
-                });
-            }
-        };
-        let store = Store { dir, new };
-        if new {
-            store.write_file(MARKER, MARKER_CONTENT.as_bytes())?;
+            .create(&root)
+            .map_err(io_err(&root))?;
+        let live = root.join(LIVE);
+        // Leftovers of an interrupted first boot or factory reset.
+        for leftover in [STAGING, DISCARDED] {
+            remove_dir_if_present(&root.join(leftover)).map_err(io_err(&root))?;
         }
-        Ok(store)
+        if !live.exists() {
+            let staging = root.join(STAGING);
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&staging)
+                .map_err(io_err(&staging))?;
+            let store = Store {
+                dir: staging,
+                root,
+                new: true,
+            };
+            store.write_file(MARKER, MARKER_CONTENT.as_bytes())?;
+            return Ok(store);
+        }
+        remove_stale_temp_files(&live).map_err(io_err(&live))?;
+        let marker = live.join(MARKER);
+        match fs::read_to_string(&marker) {
+            Ok(content) if content == MARKER_CONTENT => Ok(Store {
+                dir: live,
+                root,
+                new: false,
+            }),
+            Ok(_) => Err(StoreError::Corrupt {
+                path: marker,
+                reason: "unknown store format".into(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::Unmarked { path: live })
+            }
+            Err(source) => Err(StoreError::Io {
+                path: marker,
+                source,
+            }),
+        }
+    }
+
+    /// Makes a new store live, with everything written to it so far.
+    pub fn commit(&mut self) -> Result<(), StoreError> {
+        if !self.new || self.dir.file_name() != Some(STAGING.as_ref()) {
+            return Ok(());
+        }
+        let live = self.root.join(LIVE);
+        let rename = fs::rename(&self.dir, &live).and_then(|()| File::open(&self.root)?.sync_all());
+        rename.map_err(|source| StoreError::Io {
+            path: live.clone(),
+            source,
+        })?;
+        self.dir = live;
+        Ok(())
+    }
+
+    /// Erases the store as one step: afterwards the device is factory-new.
+    pub fn erase(root: &Path) -> Result<(), StoreError> {
+        let io_err = |source| StoreError::Io {
+            path: root.to_path_buf(),
+            source,
+        };
+        let live = root.join(LIVE);
+        if live.exists() {
+            fs::rename(&live, root.join(DISCARDED)).map_err(io_err)?;
+            File::open(root)
+                .and_then(|dir| dir.sync_all())
+                .map_err(io_err)?;
+        }
+        remove_dir_if_present(&root.join(DISCARDED)).map_err(io_err)
     }
 
     /// True when this run set the store up: the device is factory-new.
@@ -105,6 +156,15 @@ impl Store {
 
     /// Reads a record. A missing or damaged record is an error.
     pub fn read<T: DeserializeOwned>(&self, name: &str) -> Result<T, StoreError> {
+        let body = self.read_bytes(name)?;
+        serde_json::from_slice(&body).map_err(|e| StoreError::Corrupt {
+            path: self.dir.join(name),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Reads a record's checked body, for callers that parse it themselves.
+    pub fn read_bytes(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.dir.join(name);
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
@@ -113,14 +173,9 @@ impl Store {
             }
             Err(source) => return Err(StoreError::Io { path, source }),
         };
-        let body = check_record(&bytes).map_err(|reason| StoreError::Corrupt {
-            path: path.clone(),
-            reason,
-        })?;
-        serde_json::from_slice(body).map_err(|e| StoreError::Corrupt {
-            path,
-            reason: e.to_string(),
-        })
+        check_record(&bytes)
+            .map(<[u8]>::to_vec)
+            .map_err(|reason| StoreError::Corrupt { path, reason })
     }
 
     /// Reads a record that may legitimately not exist yet.
@@ -138,6 +193,11 @@ impl Store {
             path: self.dir.join(name),
             reason: format!("cannot encode: {e}"),
         })?;
+        self.write_bytes(name, &body)
+    }
+
+    /// Writes an already-encoded record body atomically.
+    pub fn write_bytes(&self, name: &str, body: &[u8]) -> Result<(), StoreError> {
         let mut record = format!(
             "{HEADER_PREFIX}sha256={} len={}\n",
             sha256_hex(&body),
@@ -223,6 +283,13 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+fn remove_dir_if_present(dir: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// A power cut can leave a temp file behind; it was never renamed, so it
 /// holds nothing the store relies on.
 fn remove_stale_temp_files(dir: &Path) -> io::Result<()> {
@@ -251,20 +318,40 @@ mod tests {
         }
     }
 
+    fn committed(dir: &Path) -> Store {
+        let mut store = Store::open(dir).expect("open");
+        store.commit().expect("commit");
+        store
+    }
+
     #[test]
-    fn a_new_store_is_new_once() {
+    fn a_new_store_is_new_until_committed_and_then_never_again() {
         let dir = tempfile::tempdir().expect("temp dir");
-        assert!(Store::open(dir.path()).expect("open").is_new());
-        assert!(!Store::open(dir.path()).expect("reopen").is_new());
+        let store = Store::open(dir.path()).expect("open");
+        assert!(store.is_new());
+        store.write("claim", &claim()).expect("write");
+        drop(store);
+        // Not committed: the interrupted first boot starts over, cleanly.
+        let mut store = Store::open(dir.path()).expect("reopen");
+        assert!(store.is_new());
+        assert!(matches!(
+            store.read::<Claim>("claim"),
+            Err(StoreError::Missing { .. })
+        ));
+        store.write("claim", &claim()).expect("write");
+        store.commit().expect("commit");
+        let store = Store::open(dir.path()).expect("reopen");
+        assert!(!store.is_new());
+        assert_eq!(store.read::<Claim>("claim").expect("read"), claim());
     }
 
     #[test]
     fn records_round_trip_and_are_private() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = committed(dir.path());
         store.write("claim", &claim()).expect("write");
         assert_eq!(store.read::<Claim>("claim").expect("read"), claim());
-        let mode = fs::metadata(dir.path().join("claim"))
+        let mode = fs::metadata(store.dir().join("claim"))
             .expect("stat")
             .permissions()
             .mode();
@@ -274,11 +361,9 @@ mod tests {
     #[test]
     fn a_missing_record_in_a_set_up_store_is_an_error_not_factory_new() {
         let dir = tempfile::tempdir().expect("temp dir");
-        Store::open(dir.path())
-            .expect("open")
-            .write("claim", &claim())
-            .expect("write");
-        fs::remove_file(dir.path().join("claim")).expect("remove");
+        let store = committed(dir.path());
+        store.write("claim", &claim()).expect("write");
+        fs::remove_file(store.dir().join("claim")).expect("remove");
         let store = Store::open(dir.path()).expect("reopen");
         assert!(!store.is_new());
         assert!(matches!(
@@ -290,9 +375,9 @@ mod tests {
     #[test]
     fn truncated_flipped_and_garbage_records_are_detected() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = committed(dir.path());
         store.write("claim", &claim()).expect("write");
-        let path = dir.path().join("claim");
+        let path = store.dir().join("claim");
         let good = fs::read(&path).expect("read");
 
         let damaged: Vec<Vec<u8>> = vec![
@@ -317,9 +402,11 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_with_records_but_no_marker_is_not_factory_new() {
+    fn a_store_without_its_marker_is_not_factory_new() {
         let dir = tempfile::tempdir().expect("temp dir");
-        fs::write(dir.path().join("claim"), b"anything").expect("write");
+        let store = committed(dir.path());
+        store.write("claim", &claim()).expect("write");
+        fs::remove_file(store.dir().join(MARKER)).expect("remove marker");
         assert!(matches!(
             Store::open(dir.path()),
             Err(StoreError::Unmarked { .. })
@@ -327,13 +414,24 @@ mod tests {
     }
 
     #[test]
+    fn erase_makes_the_device_factory_new() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        committed(dir.path())
+            .write("claim", &claim())
+            .expect("write");
+        Store::erase(dir.path()).expect("erase");
+        assert!(Store::open(dir.path()).expect("open").is_new());
+    }
+
+    #[test]
     fn stale_temp_files_from_a_power_cut_are_removed_and_the_old_record_stays() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = committed(dir.path());
         store.write("claim", &claim()).expect("write");
-        fs::write(dir.path().join(".tmp-claim.999"), b"half a wri").expect("temp");
+        let temp = store.dir().join(".tmp-claim.999");
+        fs::write(&temp, b"half a wri").expect("temp");
         let store = Store::open(dir.path()).expect("reopen");
         assert_eq!(store.read::<Claim>("claim").expect("read"), claim());
-        assert!(!dir.path().join(".tmp-claim.999").exists());
+        assert!(!temp.exists());
     }
 }

@@ -40,7 +40,7 @@ fn the_certificate_and_key_survive_a_restart_and_the_key_is_private() {
     let first = daemon.ready().fingerprint;
     daemon.stop(Signal::SIGTERM);
     assert_eq!(daemon.exit_code(), Some(0), "SIGTERM is a clean shutdown");
-    let mode = fs::metadata(daemon.data_dir().join("tls-key.pem"))
+    let mode = fs::metadata(daemon.data_dir().join("state/tls-key.pem"))
         .expect("key")
         .permissions()
         .mode();
@@ -67,7 +67,7 @@ fn a_corrupt_state_file_stops_start_up_and_is_kept_for_inspection() {
     let mut daemon = Daemon::start();
     daemon.ready();
     daemon.stop(Signal::SIGTERM);
-    let marker = daemon.data_dir().join("store-format");
+    let marker = daemon.data_dir().join("state/store-format");
     fs::write(&marker, "garbage\n").expect("damage the store");
     daemon.restart();
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(1));
@@ -80,7 +80,7 @@ fn a_corrupt_state_file_stops_start_up_and_is_kept_for_inspection() {
         "nothing is wiped"
     );
     assert!(
-        daemon.data_dir().join("tls-key.pem").exists(),
+        daemon.data_dir().join("state/tls-key.pem").exists(),
         "nothing is wiped"
     );
 }
@@ -90,7 +90,7 @@ fn records_without_a_store_marker_are_never_taken_for_a_factory_new_device() {
     let mut daemon = Daemon::start();
     daemon.ready();
     daemon.stop(Signal::SIGTERM);
-    fs::remove_file(daemon.data_dir().join("store-format")).expect("remove marker");
+    fs::remove_file(daemon.data_dir().join("state/store-format")).expect("remove marker");
     daemon.restart();
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(1));
     assert!(
