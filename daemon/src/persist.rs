@@ -200,11 +200,11 @@ impl Store {
     pub fn write_bytes(&self, name: &str, body: &[u8]) -> Result<(), StoreError> {
         let mut record = format!(
             "{HEADER_PREFIX}sha256={} len={}\n",
-            sha256_hex(&body),
+            sha256_hex(body),
             body.len()
         )
         .into_bytes();
-        record.extend_from_slice(&body);
+        record.extend_from_slice(body);
         self.write_file(name, &record)
     }
 
