@@ -20,7 +20,10 @@
 //! # fn main() -> Result<(), disclosure::Error> {
 //! let today = time::OffsetDateTime::now_utc().date();
 //! let vendor = disclosure::VendorFile::load("/usr/lib/hearth/vendor.toml")?;
-//! vendor.validate(today)?; // refuse to start on a wrong file
+//! vendor.validate()?; // refuse to start on a wrong file
+//! for p in vendor.dated_problems(today) {
+//!     eprintln!("{}: `{}`: {}", vendor.path.display(), p.field, p.message); // log, keep running
+//! }
 //! let body = disclosure::security_txt::body(&vendor, today);
 //! let status = vendor.support_status(today);
 //! # let _ = (body, status); Ok(()) }

@@ -69,7 +69,7 @@ pub fn fragment(vendor: &VendorFile, version: &str) -> Result<String, OsReleaseE
         format!("SUPPORT_URL={}", quote(&vendor.support.url)),
         format!("BUG_REPORT_URL={}", quote(bug)),
         format!("SUPPORT_END={}", vendor.support.end_date),
-        format!("VARIANT={}", quote(&format!("{} {}", p.name, p.model))),
+        format!("VARIANT={}", quote(&format!("{} ({})", p.name, p.model))),
         format!("VARIANT_ID={}", variant_id(&p.model)),
         format!("IMAGE_VERSION={version}"),
         format!("HEARTH_PRODUCT={}", quote(&p.name)),

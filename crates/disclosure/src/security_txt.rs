@@ -15,13 +15,19 @@ const BEGIN_SIGNED: &str = "-----BEGIN PGP SIGNED MESSAGE-----";
 const BEGIN_SIGNATURE: &str = "-----BEGIN PGP SIGNATURE-----";
 const END_SIGNATURE: &str = "-----END PGP SIGNATURE-----";
 
-/// The body to serve on `today`: the vendor's signed file verbatim if there
-/// is one, else a generated file.
+/// The body to serve on `today`: the vendor's signed file verbatim while its
+/// Expires has not passed, else a generated file (a device must never serve
+/// an expired file, nor stop serving one).
 pub fn body(vendor: &VendorFile, today: Date) -> String {
     match &vendor.signed_security_txt {
-        Some(signed) => signed.clone(),
-        None => generate(vendor, today),
+        Some(signed) if !signed_is_expired(signed, today) => signed.clone(),
+        _ => generate(vendor, today),
     }
+}
+
+/// `true` if the signed file's Expires is before `today` (or unreadable).
+fn signed_is_expired(signed: &str, today: Date) -> bool {
+    signed_expires(signed).is_none_or(|(_, t)| t < today.midnight().assume_utc())
 }
 
 /// The Expires value for a file served on `today`, in the form RFC 9116 and
@@ -94,30 +100,18 @@ pub enum SignedCheck {
 }
 
 /// Checks the *format* of a clear-signed security.txt (RFC 9116 §2.3,
-/// RFC 4880 §7), its Expires against `today`, and that its contacts are the
-/// vendor file's. The signature itself is not verified: that needs the
-/// vendor's OpenPGP key and an OpenPGP implementation the device does not
-/// carry. Researchers verify it against the vendor's key.
-pub fn check_signed(content: &str, contacts: &[String], today: Date) -> Vec<SignedCheck> {
+/// RFC 4880 §7), that it has an Expires, and that its contacts are the
+/// vendor file's. These do not depend on the date; see
+/// [`check_signed_dates`]. The signature itself is not verified: that needs
+/// the vendor's OpenPGP key and an OpenPGP implementation the device does
+/// not carry. Researchers verify it against the vendor's key.
+pub fn check_signed(content: &str, contacts: &[String]) -> Vec<SignedCheck> {
     let Some(fields) = signed_fields(content) else {
         return vec![SignedCheck::NotClearSigned];
     };
     let mut problems = Vec::new();
-    let expires = fields
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("expires"))
-        .and_then(|(_, v)| OffsetDateTime::parse(v, &Rfc3339).ok().map(|t| (v, t)));
-    match expires {
-        None => problems.push(SignedCheck::NoExpires),
-        Some((raw, t)) => {
-            let start_of_today = today.midnight().assume_utc();
-            let year_ahead = dates::add_years(today, 1).midnight().assume_utc();
-            if t < start_of_today {
-                problems.push(SignedCheck::Expired(raw.clone()));
-            } else if t > year_ahead {
-                problems.push(SignedCheck::TooFarAhead(raw.clone()));
-            }
-        }
+    if signed_expires(content).is_none() {
+        problems.push(SignedCheck::NoExpires);
     }
     let mut signed_contacts: Vec<&str> = fields
         .iter()
@@ -131,6 +125,27 @@ pub fn check_signed(content: &str, contacts: &[String], today: Date) -> Vec<Sign
         problems.push(SignedCheck::ContactsDiffer);
     }
     problems
+}
+
+/// Checks the signed file's Expires against `today`: not past, not more
+/// than a year ahead.
+pub fn check_signed_dates(content: &str, today: Date) -> Option<SignedCheck> {
+    let (raw, t) = signed_expires(content)?;
+    if t < today.midnight().assume_utc() {
+        Some(SignedCheck::Expired(raw))
+    } else if t > dates::add_years(today, 1).midnight().assume_utc() {
+        Some(SignedCheck::TooFarAhead(raw))
+    } else {
+        None
+    }
+}
+
+/// The signed file's Expires, raw and parsed (RFC 3339).
+fn signed_expires(content: &str) -> Option<(String, OffsetDateTime)> {
+    signed_fields(content)?
+        .into_iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("expires"))
+        .and_then(|(_, v)| OffsetDateTime::parse(&v, &Rfc3339).ok().map(|t| (v, t)))
 }
 
 /// The `(field, value)` pairs of the signed text, or `None` if `content` is

@@ -187,11 +187,28 @@ impl VendorFile {
         self.support.release_date.unwrap_or(build_date)
     }
 
-    /// Checks the content against the rules in `docs/disclosure.md` as of
-    /// `today`. All problems are reported at once. An ended support period is
-    /// *not* a problem: the device must keep running and say so.
-    pub fn validate(&self, today: Date) -> Result<(), Error> {
-        let problems = self.problems(today);
+    /// Checks the content against the rules in `docs/disclosure.md`; all
+    /// problems are reported at once. This is what the daemon runs at start.
+    ///
+    /// Nothing here depends on the date, on purpose: a file that passed the
+    /// build check must not stop a device later, e.g. one that boots with an
+    /// unset clock, or runs old firmware after a signed file's Expires. An
+    /// ended support period is not a problem either: the device must keep
+    /// running and say so. Date-dependent findings come from
+    /// [`VendorFile::dated_problems`].
+    pub fn validate(&self) -> Result<(), Error> {
+        self.fail_on(self.problems())
+    }
+
+    /// The build-time check (`hearth-vendor check`): [`VendorFile::validate`]
+    /// plus [`VendorFile::dated_problems`] as of `today`.
+    pub fn validate_for_build(&self, today: Date) -> Result<(), Error> {
+        let mut problems = self.problems();
+        problems.extend(self.dated_problems(today));
+        self.fail_on(problems)
+    }
+
+    fn fail_on(&self, problems: Vec<Problem>) -> Result<(), Error> {
         if problems.is_empty() {
             Ok(())
         } else {
@@ -202,8 +219,22 @@ impl VendorFile {
         }
     }
 
-    /// Every problem in the file as of `today` (empty when valid).
-    pub fn problems(&self, today: Date) -> Vec<Problem> {
+    /// Problems that depend on `today`: a signed security.txt that has
+    /// expired or expires more than a year ahead. The build fails on them;
+    /// the daemon logs them (and serves a generated file instead of an
+    /// expired signed one).
+    pub fn dated_problems(&self, today: Date) -> Vec<Problem> {
+        let Some(signed) = &self.signed_security_txt else {
+            return Vec::new();
+        };
+        security_txt::check_signed_dates(signed, today)
+            .map(|c| Problem::new("security_txt.signed_file", signed_message(&c)))
+            .into_iter()
+            .collect()
+    }
+
+    /// Every date-independent problem in the file (empty when valid).
+    pub fn problems(&self) -> Vec<Problem> {
         let mut p = Vec::new();
         let v = &self.vendor;
         text(&mut p, "vendor.name", &v.name, "the manufacturer's name");
@@ -230,6 +261,15 @@ impl VendorFile {
             &pr.model,
             "the model designation printed on the label",
         );
+        if !pr.model.trim().is_empty() && !is_board_name(&pr.model) {
+            p.push(Problem::new(
+                "product.model",
+                format!(
+                    "\"{}\" cannot be used as the update system's board name (SWUpdate's hardware check and sw-description use the model); use letters, digits, '-' and '_', starting with a letter, e.g. \"HRH-1\".",
+                    pr.model
+                ),
+            ));
+        }
         text(
             &mut p,
             "product.hardware_revision",
@@ -314,15 +354,8 @@ impl VendorFile {
             ));
         }
         if let Some(signed) = &self.signed_security_txt {
-            for problem in security_txt::check_signed(signed, &self.disclosure.contacts, today) {
-                let message = match problem {
-                    SignedCheck::NotClearSigned => "the file is not an OpenPGP clear-signed message (it must start with \"-----BEGIN PGP SIGNED MESSAGE-----\" and end with a signature block); sign it with `gpg --clearsign` or remove the key.".to_owned(),
-                    SignedCheck::NoExpires => "the signed file has no Expires field; add one and sign it again.".to_owned(),
-                    SignedCheck::Expired(e) => format!("the signed file expired on {e}; publish a new one with a later Expires, sign it and install it."),
-                    SignedCheck::TooFarAhead(e) => format!("the signed file's Expires ({e}) is more than a year away; RFC 9116 recommends less than a year, so sign a new one."),
-                    SignedCheck::ContactsDiffer => "the signed file's Contact fields differ from disclosure.contacts; make them the same so that every surface names the same contact.".to_owned(),
-                };
-                p.push(Problem::new("security_txt.signed_file", message));
+            for c in security_txt::check_signed(signed, &self.disclosure.contacts) {
+                p.push(Problem::new("security_txt.signed_file", signed_message(&c)));
             }
         }
 
@@ -344,6 +377,16 @@ impl VendorFile {
             );
         }
         p
+    }
+}
+
+fn signed_message(c: &SignedCheck) -> String {
+    match c {
+        SignedCheck::NotClearSigned => "the file is not an OpenPGP clear-signed message (it must start with \"-----BEGIN PGP SIGNED MESSAGE-----\" and end with a signature block); sign it with `gpg --clearsign` or remove the key.".to_owned(),
+        SignedCheck::NoExpires => "the signed file has no Expires field; add one and sign it again.".to_owned(),
+        SignedCheck::Expired(e) => format!("the signed file expired on {e}; publish a new one with a later Expires, sign it and install it (until then the device serves a generated file)."),
+        SignedCheck::TooFarAhead(e) => format!("the signed file's Expires ({e}) is more than a year away; RFC 9116 recommends less than a year, so sign a new one."),
+        SignedCheck::ContactsDiffer => "the signed file's Contact fields differ from disclosure.contacts; make them the same so that every surface names the same contact.".to_owned(),
     }
 }
 
@@ -441,6 +484,14 @@ fn contact(p: &mut Vec<Problem>, field: &str, c: &str) {
             format!("\"{c}\" is neither a mailto: nor an https: URI; write \"mailto:security@example.com\" or \"https://example.com/security/report\"."),
         ));
     }
+}
+
+/// The model doubles as SWUpdate's board name (`/etc/hwrevision`,
+/// sw-description), where it is a libconfig setting name.
+fn is_board_name(model: &str) -> bool {
+    let mut chars = model.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// A syntax check for RFC 5646 tags, enough to catch typos such as

@@ -117,7 +117,7 @@ fn required(v: Option<String>, flag: &str, command: &str) -> Result<String, Fail
 fn load(args: &Args, today: Date) -> Result<VendorFile, Fail> {
     let vendor = VendorFile::load(&args.file).map_err(|e| Fail::Vendor(e.to_string()))?;
     vendor
-        .validate(today)
+        .validate_for_build(today)
         .map_err(|e| Fail::Vendor(e.to_string()))?;
     Ok(vendor)
 }

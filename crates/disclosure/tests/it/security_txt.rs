@@ -119,7 +119,7 @@ fn optional_fields_are_left_out_when_unset() {
     )
     .replace("preferred_languages = [\"en\"]\n", "");
     let v = parse(&text);
-    v.validate(TODAY).expect("still valid");
+    v.validate().expect("still valid");
     let body = v.security_txt(TODAY);
     let names: Vec<String> = fields(&body).into_iter().map(|(k, _)| k).collect();
     assert_eq!(names, ["Contact", "Contact", "Expires", "Policy"]);

@@ -8,7 +8,7 @@ use crate::{REFERENCE, TODAY, edited, parse, reference};
 /// The problems `text` has on `TODAY`, as `(field, message)`.
 fn problems(text: &str) -> Vec<(String, String)> {
     parse(text)
-        .problems(TODAY)
+        .problems()
         .into_iter()
         .map(|p| (p.field, p.message))
         .collect()
@@ -42,7 +42,7 @@ fn the_reference_file_loads_and_is_valid() {
     assert_eq!(v.security_txt.expires_in_days, 180);
     assert_eq!(v.disclosure.contacts.len(), 2);
     assert_eq!(v.path, std::path::Path::new(REFERENCE));
-    v.validate(TODAY).expect("valid");
+    v.validate().expect("valid");
 }
 
 #[test]
@@ -62,7 +62,7 @@ fn the_reference_file_uses_only_the_reserved_example_domain() {
 fn an_ended_support_period_is_valid() {
     // The device must keep running and say so, not refuse to start.
     reference()
-        .validate(date!(2040 - 01 - 01))
+        .validate_for_build(date!(2040 - 01 - 01))
         .expect("still valid");
 }
 
@@ -251,7 +251,7 @@ fn without_a_release_date_the_build_date_is_used() {
     let v = parse(&edited("release_date = 2026-12-01\n", ""));
     assert_eq!(v.support.release_date, None);
     assert_eq!(v.release_date_or(TODAY), TODAY);
-    v.validate(TODAY).expect("valid");
+    v.validate().expect("valid");
 }
 
 #[test]
@@ -346,14 +346,26 @@ fn an_empty_address_is_an_error() {
 fn a_line_break_in_a_value_is_an_error() {
     // It would inject a line into security.txt or os-release.
     let text = edited(
-        "model = \"HRH-1\"",
-        "model = \"HRH-1\\nContact: mailto:evil@example.net\"",
+        "name = \"Hearth Reference Hub\"",
+        "name = \"Hub\\nContact: mailto:evil@example.net\"",
     );
     one_problem(
         &text,
-        "product.model",
+        "product.name",
         "contains a line break or control character",
     );
+}
+
+#[test]
+fn a_model_that_cannot_name_the_update_board_is_an_error() {
+    for bad in ["HRH 1", "1HRH", "HRH/1"] {
+        let text = edited("model = \"HRH-1\"", &format!("model = \"{bad}\""));
+        one_problem(
+            &text,
+            "product.model",
+            "cannot be used as the update system's board name",
+        );
+    }
 }
 
 #[test]
@@ -374,7 +386,7 @@ fn all_problems_are_reported_at_once() {
     let text = edited("policy_url = \"https://", "policy_url = \"http://")
         .replace("expires_in_days = 180", "expires_in_days = 0")
         .replace("end_date = 2031-12-31", "end_date = 2020-01-01");
-    let e = parse(&text).validate(TODAY).expect_err("invalid");
+    let e = parse(&text).validate().expect_err("invalid");
     assert_eq!(e.problems().len(), 3);
     let s = e.to_string();
     assert!(
@@ -428,7 +440,7 @@ mod signed {
     fn a_signed_file_is_read_relative_to_the_vendor_file_and_served_verbatim() {
         let (_dir, path) = with_signed(&fixture());
         let v = VendorFile::load(&path).expect("loads");
-        v.validate(TODAY).expect("valid");
+        v.validate().expect("valid");
         assert_eq!(v.security_txt(TODAY), fixture());
     }
 
@@ -453,9 +465,10 @@ mod signed {
 
     fn signed_problems(signed: &str, today: time::Date) -> Vec<String> {
         let (_dir, path) = with_signed(signed);
-        VendorFile::load(&path)
-            .expect("loads")
-            .problems(today)
+        let v = VendorFile::load(&path).expect("loads");
+        let mut problems = v.problems();
+        problems.extend(v.dated_problems(today));
+        problems
             .into_iter()
             .inspect(|p| assert_eq!(p.field, "security_txt.signed_file"))
             .map(|p| p.message)
@@ -498,6 +511,30 @@ mod signed {
         let p = signed_problems(&fixture(), date!(2027 - 07 - 01));
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("expired on 2027-06-30T00:00:00Z"), "{p:?}");
+    }
+
+    #[test]
+    fn an_expired_signed_file_fails_the_build_but_not_the_daemon() {
+        let (_dir, path) = with_signed(&fixture());
+        let v = VendorFile::load(&path).expect("loads");
+        let later = date!(2027 - 07 - 01);
+        // The daemon's start-up check does not depend on the date...
+        v.validate().expect("the daemon still starts");
+        // ...the build check does,
+        let e = v.validate_for_build(later).expect_err("the build fails");
+        assert!(
+            e.to_string()
+                .contains("the signed file expired on 2027-06-30T00:00:00Z")
+        );
+        // and the device serves a generated file rather than an expired one.
+        let served = v.security_txt(later);
+        assert_ne!(served, fixture());
+        assert!(
+            served.contains("\nExpires: 2027-12-28T00:00:00Z\n"),
+            "{served}"
+        );
+        // On the file's last day it still serves the signed one.
+        assert_eq!(v.security_txt(date!(2027 - 06 - 30)), fixture());
     }
 
     #[test]
