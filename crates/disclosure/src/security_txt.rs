@@ -192,3 +192,61 @@ fn signed_fields(content: &str) -> Option<Vec<(String, String)>> {
     }
     (saw_signature && saw_end).then_some(fields)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    const SIGNED: &str = "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n\
+        # comment\nContact: mailto:a@example.com\n- Contact: https://example.com/dash-escaped\n\
+        Expires: 2027-01-31T12:00:00+01:00\n-----BEGIN PGP SIGNATURE-----\n\nAAAA\n-----END PGP SIGNATURE-----\n";
+
+    fn contacts() -> Vec<String> {
+        vec![
+            "https://example.com/dash-escaped".to_owned(),
+            "mailto:a@example.com".to_owned(),
+        ]
+    }
+
+    #[test]
+    fn signed_fields_undo_dash_escaping_and_skip_comments() {
+        let f = signed_fields(SIGNED).expect("clear-signed");
+        assert_eq!(f.len(), 3);
+        assert_eq!(
+            f[1],
+            (
+                "Contact".to_owned(),
+                "https://example.com/dash-escaped".to_owned()
+            )
+        );
+        assert!(check_signed(SIGNED, &contacts()).is_empty());
+    }
+
+    #[test]
+    fn expires_with_an_offset_is_compared_in_utc() {
+        // 2027-01-31T12:00+01:00 is 11:00 UTC: valid on the 31st, expired on 1 February.
+        assert_eq!(check_signed_dates(SIGNED, date!(2027 - 01 - 31)), None);
+        assert_eq!(
+            check_signed_dates(SIGNED, date!(2027 - 02 - 01)),
+            Some(SignedCheck::Expired("2027-01-31T12:00:00+01:00".to_owned()))
+        );
+    }
+
+    #[test]
+    fn armor_headers_must_be_key_value_lines() {
+        let broken = SIGNED.replace("Hash: SHA512", "garbage");
+        assert_eq!(
+            check_signed(&broken, &contacts()),
+            [SignedCheck::NotClearSigned]
+        );
+    }
+
+    #[test]
+    fn an_unsigned_file_is_not_clear_signed() {
+        assert_eq!(
+            check_signed("Contact: mailto:a@example.com\n", &contacts()),
+            [SignedCheck::NotClearSigned]
+        );
+    }
+}
