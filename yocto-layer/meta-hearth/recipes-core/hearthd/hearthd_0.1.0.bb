@@ -1,13 +1,14 @@
 SUMMARY = "Hearth device daemon: first-boot claim, disclosure, signed A/B updates"
-DESCRIPTION = "hearthd serves the device's HTTPS setup and status pages, \
-publishes the vendor's disclosure facts and drives SWUpdate for signed A/B \
-updates. It runs as the unprivileged user hearth under a hardened systemd unit."
+DESCRIPTION = "hearthd serves the device's HTTPS setup and status pages, publishes the vendor's disclosure facts and drives SWUpdate for signed A/B updates. It runs as the unprivileged user hearth under a hardened systemd unit."
+BUGTRACKER = "https://example.com/hearth/issues"
+SECTION = "net"
+CVE_PRODUCT = "hearthd"
 
 require recipes-core/hearthd/hearth-source.inc
 
 # The unit, the defaults and the user/tmpfiles snippets are shared with the
 # development image (qemu/), which copies them from this folder.
-SRC_URI += " \
+SRC_URI += "\
     file://hearthd.service \
     file://hearth.toml \
     file://hearthd.sysusers.conf \
@@ -24,8 +25,7 @@ CARGO_SRC_DIR = "daemon"
 # hearthd.sysusers.conf (oe-core's systemd_sysusers_check compares them).
 USERADD_PACKAGES = "${PN}"
 GROUPADD_PARAM:${PN} = "--system hearth"
-USERADD_PARAM:${PN} = "--system --no-create-home --home-dir /nonexistent \
-    --shell /sbin/nologin --gid hearth --comment 'Hearth device daemon' hearth"
+USERADD_PARAM:${PN} = "--system --no-create-home --home-dir /nonexistent --shell /sbin/nologin --gid hearth --comment 'Hearth device daemon' hearth"
 
 SYSTEMD_SERVICE:${PN} = "hearthd.service"
 SYSTEMD_AUTO_ENABLE:${PN} = "enable"
@@ -37,7 +37,7 @@ do_install:append() {
     install -D -m 0644 ${UNPACKDIR}/hearthd.tmpfiles.conf ${D}${nonarch_libdir}/tmpfiles.d/hearthd.conf
 }
 
-FILES:${PN} += " \
+FILES:${PN} += "\
     ${nonarch_libdir}/hearth/hearth.toml \
     ${nonarch_libdir}/sysusers.d/hearthd.conf \
     ${nonarch_libdir}/tmpfiles.d/hearthd.conf \

@@ -1,0 +1,56 @@
+SUMMARY = "Hearth A/B boot script (boot.scr) for U-Boot with the bootcount pattern"
+DESCRIPTION = "Fills the board values into boot.cmd and compiles it with mkimage. It picks slot A or B from the U-Boot environment and relies on U-Boot's bootcount/altbootcmd to fall back after a failed trial boot."
+HOMEPAGE = "https://example.com/hearth"
+BUGTRACKER = "https://example.com/hearth/issues"
+SECTION = "bootloaders"
+LICENSE = "MIT"
+# nooelint: oelint.var.licenseremotefile - this file is written in this layer, under the common MIT text
+LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda2f7b4f302"
+
+DEPENDS = "u-boot-mkimage-native"
+
+# Replaces meta-raspberrypi's rpi-u-boot-scr through
+# PREFERRED_PROVIDER_u-boot-default-script (conf/hearth-bsp/*.conf).
+PROVIDES += "u-boot-default-script"
+
+SRC_URI = "file://boot.cmd"
+
+INHIBIT_DEFAULT_DEPS = "1"
+
+inherit kernel-arch deploy nopackages
+
+S = "${UNPACKDIR}"
+
+# Board values; conf/hearth-bsp/<machine>.conf sets them (KNOBS.md).
+HEARTH_BOOTLIMIT ?= "1"
+HEARTH_UBOOT_BOOT_IF ?= "mmc"
+HEARTH_UBOOT_BOOT_DEV ?= "0"
+HEARTH_UBOOT_ROOT_PREFIX ?= "/dev/mmcblk0p"
+HEARTH_UBOOT_BOOTARGS ?= ""
+HEARTH_UBOOT_FIRMWARE_BOOTARGS ?= "0"
+KERNEL_BOOTCMD ?= "booti"
+
+do_configure[noexec] = "1"
+
+do_compile() {
+    sed -e 's#@@HEARTH_BOOTLIMIT@@#${HEARTH_BOOTLIMIT}#g' \
+        -e 's#@@HEARTH_BOOT_IF@@#${HEARTH_UBOOT_BOOT_IF}#g' \
+        -e 's#@@HEARTH_BOOT_DEV@@#${HEARTH_UBOOT_BOOT_DEV}#g' \
+        -e 's#@@HEARTH_ROOT_PREFIX@@#${HEARTH_UBOOT_ROOT_PREFIX}#g' \
+        -e 's#@@HEARTH_BOOTARGS@@#${HEARTH_UBOOT_BOOTARGS}#g' \
+        -e 's#@@HEARTH_FIRMWARE_BOOTARGS@@#${HEARTH_UBOOT_FIRMWARE_BOOTARGS}#g' \
+        -e 's#@@KERNEL_IMAGETYPE@@#${KERNEL_IMAGETYPE}#g' \
+        -e 's#@@KERNEL_BOOTCMD@@#${KERNEL_BOOTCMD}#g' \
+        ${S}/boot.cmd > ${B}/boot.cmd
+    if grep -n '@@' ${B}/boot.cmd; then
+        bbfatal "boot.cmd still has a placeholder (above): add it to hearth-uboot-script's do_compile"
+    fi
+    mkimage -A ${UBOOT_ARCH} -T script -C none -n "Hearth A/B boot script" -d ${B}/boot.cmd ${B}/boot.scr
+}
+
+do_deploy() {
+    install -D -m 0644 ${B}/boot.scr ${DEPLOYDIR}/boot.scr
+}
+addtask deploy after do_compile before do_build
+
+COMPATIBLE_MACHINE = "^(rpi|qemuarm64)$"
