@@ -30,7 +30,55 @@ pub const SWUPDATE_API_VERSION: u32 = 1;
 pub mod layout {
     use super::align_up;
 
-    const USIZE: usize = size_of::<usize>();
+    /// Offsets that depend on `sizeof(size_t)` (= its alignment on Linux).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct IpcLayout {
+        /// `swupdate_request.len`.
+        pub req_len: usize,
+        /// `swupdate_request.info`.
+        pub req_info: usize,
+        /// `swupdate_request.software_set`.
+        pub req_software_set: usize,
+        /// `swupdate_request.running_mode`.
+        pub req_running_mode: usize,
+        /// `swupdate_request.disable_store_swu`.
+        pub req_disable_store_swu: usize,
+        /// `sizeof(struct swupdate_request)`.
+        pub req_size: usize,
+        /// `sizeof(msgdata)`.
+        pub data_size: usize,
+        /// `sizeof(ipc_message)`.
+        pub message_size: usize,
+    }
+
+    /// The layout for a target whose `size_t` has `size_t` bytes (8 on
+    /// LP64, 4 on ILP32), following the C rules. Pure arithmetic, so the
+    /// ILP32 numbers are tested on 64-bit hosts too.
+    pub const fn ipc_layout(size_t: usize) -> IpcLayout {
+        let req_len = align_up(12, size_t);
+        let req_info = req_len + size_t;
+        let req_software_set = req_info + 512;
+        let req_running_mode = req_software_set + 256;
+        let req_disable_store_swu = req_running_mode + 256;
+        let req_size = align_up(req_disable_store_swu + 1, size_t);
+        // instmsg = { req; unsigned int len; char buf[2048]; } is the largest
+        // union member; the union is aligned like size_t (at least 4).
+        let align = if size_t > 4 { size_t } else { 4 };
+        let data_size = align_up(req_size + 4 + 2048, align);
+        IpcLayout {
+            req_len,
+            req_info,
+            req_software_set,
+            req_running_mode,
+            req_disable_store_swu,
+            req_size,
+            data_size,
+            message_size: DATA + data_size,
+        }
+    }
+
+    /// This target's layout.
+    pub const NATIVE: IpcLayout = ipc_layout(size_of::<usize>());
 
     /// `ipc_message.magic`.
     pub const MAGIC: usize = 0;
@@ -47,27 +95,27 @@ pub mod layout {
     /// `swupdate_request.dry_run`.
     pub const REQ_DRY_RUN: usize = 8;
     /// `swupdate_request.len` (`size_t`): 16 on LP64, 12 on ILP32.
-    pub const REQ_LEN: usize = align_up(12, USIZE);
+    pub const REQ_LEN: usize = NATIVE.req_len;
     /// `swupdate_request.info[512]`.
-    pub const REQ_INFO: usize = REQ_LEN + USIZE;
+    pub const REQ_INFO: usize = NATIVE.req_info;
     /// `swupdate_request.software_set[256]`.
-    pub const REQ_SOFTWARE_SET: usize = REQ_INFO + 512;
+    pub const REQ_SOFTWARE_SET: usize = NATIVE.req_software_set;
     /// `swupdate_request.running_mode[256]`.
-    pub const REQ_RUNNING_MODE: usize = REQ_SOFTWARE_SET + 256;
+    pub const REQ_RUNNING_MODE: usize = NATIVE.req_running_mode;
     /// `swupdate_request.disable_store_swu` (`bool`, one byte).
-    pub const REQ_DISABLE_STORE_SWU: usize = REQ_RUNNING_MODE + 256;
+    pub const REQ_DISABLE_STORE_SWU: usize = NATIVE.req_disable_store_swu;
     /// `sizeof(struct swupdate_request)`: 1056 on LP64, 1044 on ILP32.
-    pub const REQ_SIZE: usize = align_up(REQ_DISABLE_STORE_SWU + 1, USIZE);
+    pub const REQ_SIZE: usize = NATIVE.req_size;
 
     /// `instmsg.len` (`unsigned int`, after the request).
     pub const INSTMSG_LEN: usize = REQ_SIZE;
     /// `instmsg.buf[2048]`.
     pub const INSTMSG_BUF: usize = REQ_SIZE + 4;
 
-    /// `sizeof(msgdata)`: the largest member is `instmsg`.
-    pub const DATA_SIZE: usize = align_up(INSTMSG_BUF + 2048, if USIZE > 4 { USIZE } else { 4 });
+    /// `sizeof(msgdata)`.
+    pub const DATA_SIZE: usize = NATIVE.data_size;
     /// `sizeof(ipc_message)`: 3120 on LP64, 3104 on ILP32.
-    pub const MESSAGE_SIZE: usize = DATA + DATA_SIZE;
+    pub const MESSAGE_SIZE: usize = NATIVE.message_size;
 
     /// `msg[128]`: the text of ACK/NACK answers.
     pub const MSG_TEXT_LEN: usize = 128;
@@ -697,6 +745,40 @@ mod tests {
         assert_eq!(layout::REQ_DISABLE_STORE_SWU, 1040);
         assert_eq!(layout::INSTMSG_LEN, 1044);
         assert_eq!(layout::INSTMSG_BUF, 1048);
+    }
+
+    /// The numbers `gcc -m64` / `gcc -m32` print for SWUpdate's headers
+    /// (2022.12 and 2026.05 agree), checked on any host.
+    #[test]
+    fn both_pointer_widths_match_gcc() {
+        let lp64 = layout::ipc_layout(8);
+        assert_eq!(
+            (lp64.req_len, lp64.req_info, lp64.req_software_set),
+            (16, 24, 536)
+        );
+        assert_eq!(
+            (
+                lp64.req_running_mode,
+                lp64.req_disable_store_swu,
+                lp64.req_size
+            ),
+            (792, 1048, 1056)
+        );
+        assert_eq!((lp64.data_size, lp64.message_size), (3112, 3120));
+        let ilp32 = layout::ipc_layout(4);
+        assert_eq!(
+            (ilp32.req_len, ilp32.req_info, ilp32.req_software_set),
+            (12, 16, 528)
+        );
+        assert_eq!(
+            (
+                ilp32.req_running_mode,
+                ilp32.req_disable_store_swu,
+                ilp32.req_size
+            ),
+            (784, 1040, 1044)
+        );
+        assert_eq!((ilp32.data_size, ilp32.message_size), (3096, 3104));
     }
 
     #[test]

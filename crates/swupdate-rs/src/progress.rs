@@ -116,7 +116,7 @@ pub struct ProgressProtocol {
 }
 
 impl ProgressProtocol {
-    /// SWUpdate 2022.12 (Debian bookworm) to 2023.12: natural layout, no ack.
+    /// SWUpdate 2022.12 (Debian bookworm) to 2024.05: natural layout, no ack.
     pub const SWUPDATE_2022_12: ProgressProtocol = ProgressProtocol {
         layout: ProgressLayout::V2022_12,
         connect_ack: false,
@@ -280,6 +280,18 @@ mod tests {
             ProgressLayout::V2022_12.offsets(),
             ProgressLayout::Packed2025_12.offsets()
         );
+    }
+
+    /// i386 aligns `unsigned long long` to 4 in structs (`gcc -m32` gives
+    /// 2408 bytes, `dwl_bytes` at 12), checked on any host.
+    #[test]
+    fn u64_aligned_to_4_gives_the_packed_offsets() {
+        let mut natural_i386 = offsets(4);
+        let packed = offsets(1);
+        assert_eq!(natural_i386.size, 2408);
+        natural_i386.size = packed.size;
+        assert_eq!(natural_i386, packed);
+        assert_eq!(offsets(8).size, 2416);
     }
 
     #[test]
