@@ -130,6 +130,21 @@ mod tests {
         assert!(SOURCE.lines().all(contains));
     }
 
+    proptest::proptest! {
+        /// The front-coded lookup agrees with a plain set, for arbitrary
+        /// strings and for near misses of real entries.
+        #[test]
+        fn lookup_agrees_with_a_set(s in "[a-z0-9!@#]{0,12}", i in 0usize..38_000, cut in 0usize..4) {
+            use std::sync::OnceLock;
+            static SET: OnceLock<std::collections::HashSet<&'static str>> = OnceLock::new();
+            let set = SET.get_or_init(|| SOURCE.lines().collect());
+            proptest::prop_assert_eq!(contains(&s), set.contains(s.as_str()));
+            let entry = SOURCE.lines().nth(i % ENTRIES).expect("in range");
+            let shorter: String = entry.chars().take(entry.chars().count().saturating_sub(cut)).collect();
+            proptest::prop_assert_eq!(contains(&shorter), set.contains(shorter.as_str()));
+        }
+    }
+
     #[test]
     fn well_known_passwords_are_listed() {
         for pw in [

@@ -460,6 +460,21 @@ mod tests {
         assert_eq!(p.check_pair(&a, &c, None), Err(Rejection::Mismatch));
     }
 
+    proptest::proptest! {
+        /// Any input gets an answer (no panic), and an accepted password
+        /// is within the length limits after normalisation.
+        #[test]
+        fn check_is_total_and_accepts_only_valid_lengths(s in "(?s).{0,140}") {
+            let p = PasswordPolicy::default().with_context_words(["Hearth"]);
+            let pw = Password::new(s);
+            if p.check(&pw, None).is_ok() {
+                let n = pw.normalized().chars().count();
+                proptest::prop_assert!((DEFAULT_MIN_CHARS..=MAX_CHARS).contains(&n));
+                proptest::prop_assert!(!pw.normalized().chars().any(char::is_control));
+            }
+        }
+    }
+
     #[test]
     fn every_rejection_has_a_code_and_a_sentence() {
         let all = [

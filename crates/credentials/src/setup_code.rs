@@ -50,14 +50,17 @@ pub enum SetupCodeError {
     Random,
 }
 
-/// How to draw the QR code on a terminal.
+/// How to draw the QR code on a terminal. Both styles draw the *light*
+/// modules and leave the dark ones blank, for light-on-dark text (serial
+/// consoles, the Linux VT); on a light terminal the code appears inverted,
+/// which most phone scanners still read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QrStyle {
     /// Unicode half blocks (`▀▄█`), two modules per character cell: compact,
     /// for HDMI consoles and UTF-8 serial terminals.
     Unicode,
-    /// `##` and two spaces per module: works on any serial terminal, but is
-    /// twice as wide and twice as tall.
+    /// `##` or two spaces per module: works on any serial terminal, but is
+    /// twice as tall as the Unicode style.
     Ascii,
 }
 
@@ -170,8 +173,8 @@ fn render_qr(payload: &[u8], style: QrStyle) -> Zeroizing<String> {
             .build(),
         QrStyle::Ascii => code
             .render::<char>()
-            .dark_color('#')
-            .light_color(' ')
+            .dark_color(' ')
+            .light_color('#')
             .module_dimensions(2, 1)
             .quiet_zone(true)
             .build(),
@@ -357,19 +360,63 @@ mod tests {
         assert!(!format!("{code:?}").contains("K7QM"));
     }
 
+    /// Turns a rendered terminal QR code back into modules (true = dark)
+    /// and decodes it with an independent decoder (`rqrr`).
+    fn decode_terminal_qr(text: &str, style: QrStyle) -> String {
+        let grid: Vec<Vec<bool>> = match style {
+            QrStyle::Ascii => text
+                .lines()
+                .map(|l| l.as_bytes().chunks(2).map(|c| c[0] != b'#').collect())
+                .collect(),
+            // Both styles draw the light modules (dark terminals).
+            QrStyle::Unicode => text
+                .lines()
+                .flat_map(|l| {
+                    let (top, bottom): (Vec<bool>, Vec<bool>) = l
+                        .chars()
+                        .map(|c| match c {
+                            '█' => (false, false),
+                            '▀' => (false, true),
+                            '▄' => (true, false),
+                            _ => (true, true),
+                        })
+                        .unzip();
+                    [top, bottom]
+                })
+                .collect(),
+        };
+        let (h, w, scale) = (grid.len(), grid[0].len(), 4);
+        let mut img = rqrr::PreparedImage::prepare_from_greyscale(w * scale, h * scale, |x, y| {
+            let dark = grid
+                .get(y / scale)
+                .and_then(|r| r.get(x / scale))
+                .copied()
+                .unwrap_or(false);
+            if dark { 0 } else { 255 }
+        });
+        let grids = img.detect_grids();
+        assert_eq!(grids.len(), 1, "one QR code in the render");
+        grids[0].decode().expect("decodes").1
+    }
+
     #[test]
-    fn qr_code_renders_in_both_styles() {
+    fn terminal_qr_codes_decode_to_the_payload() {
         let code = SetupCode::parse("K7QM-3XPA-9D").expect("valid");
         let uni = code.qr(Some("https://hearth.local/setup#code="), QrStyle::Unicode);
-        assert!(uni.contains('█') || uni.contains('▀') || uni.contains('▄'));
-        let lines: Vec<&str> = uni.lines().collect();
-        assert!(lines.len() >= 12, "version 2+ with quiet zone");
+        assert!(uni.chars().all(|c| " █▀▄\n".contains(c)));
+        assert_eq!(
+            decode_terminal_qr(&uni, QrStyle::Unicode),
+            "https://hearth.local/setup#code=K7QM-3XPA-9D"
+        );
         let ascii = code.qr(None, QrStyle::Ascii);
-        assert!(ascii.contains("##"));
         assert!(ascii.is_ascii());
-        // Square: each module is two characters wide and one line high.
         let rows: Vec<&str> = ascii.lines().collect();
-        assert_eq!(rows[0].len(), rows.len() * 2);
+        assert_eq!(
+            rows[0].len(),
+            rows.len() * 2,
+            "square: two characters per module"
+        );
+        assert_eq!(decode_terminal_qr(&ascii, QrStyle::Ascii), "K7QM-3XPA-9D");
     }
 
     proptest! {

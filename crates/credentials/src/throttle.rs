@@ -523,6 +523,31 @@ mod tests {
         assert_eq!(t.clients[&A].failures, 1);
     }
 
+    proptest::proptest! {
+        /// Whatever the history, no refusal asks for more than the longest
+        /// configured wait, and after that wait the owner gets an attempt:
+        /// the throttle never locks forever.
+        #[test]
+        fn never_locks_forever(ops in proptest::collection::vec((0u64..400, 0u8..4, proptest::bool::ANY), 1..200)) {
+            let config = ThrottleConfig::default();
+            let longest = config.lockout_window.max(config.max_backoff).max(config.global_refill);
+            let t0 = Instant::now();
+            let mut t = Throttle::new(config, t0);
+            let mut now = t0;
+            for (advance, who, ok) in ops {
+                now += Duration::from_secs(advance);
+                let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, who));
+                match t.begin(now, ip, OWNER) {
+                    Ok(a) if ok => t.succeeded(a),
+                    Ok(a) => t.failed(a),
+                    Err(th) => proptest::prop_assert!(th.retry_after <= longest, "{th:?}"),
+                }
+            }
+            now += longest;
+            proptest::prop_assert!(t.begin(now, A, OWNER).is_ok());
+        }
+    }
+
     #[test]
     fn ipv6_clients_are_grouped_by_64_and_mapped_v4_is_v4() {
         let x: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
