@@ -23,6 +23,28 @@ pub struct Config {
     /// The vendor file: product identity, disclosure policy, support period.
     pub vendor_file: PathBuf,
     pub web: WebConfig,
+    #[serde(default)]
+    pub credentials: CredentialsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CredentialsConfig {
+    /// Shortest password accepted. 15 by default (NIST SP 800-63B-4 for a
+    /// single-factor login); a vendor may lower it, never below 8.
+    pub password_min_length: usize,
+    /// A setup code written by the production line, so it can be printed on
+    /// the label. Read once, at first boot; without it a code is generated.
+    pub factory_setup_code: Option<PathBuf>,
+}
+
+impl Default for CredentialsConfig {
+    fn default() -> Self {
+        CredentialsConfig {
+            password_min_length: credentials::policy::DEFAULT_MIN_CHARS,
+            factory_setup_code: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +165,9 @@ impl Config {
                 "vendor_file",
                 "expected an absolute path, such as \"/usr/lib/hearth/vendor.toml\"",
             ));
+        }
+        if let Err(error) = credentials::PasswordPolicy::new(self.credentials.password_min_length) {
+            return Err(fail("credentials.password_min_length", &error.to_string()));
         }
         if self.web.listen.is_empty() {
             return Err(fail(

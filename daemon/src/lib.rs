@@ -5,16 +5,22 @@
 //! domain logic lives in its own crates (`credentials`, `disclosure`,
 //! `swupdate-rs`); this crate wires them to the network and the OS.
 
+pub mod access;
 pub mod cli;
 pub mod config;
 pub mod console;
 pub mod identity;
 pub mod logging;
 pub mod persist;
+pub mod plug;
 pub mod service;
+pub mod settings;
 pub mod web;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use credentials::{PasswordPolicy, QrStyle};
 
 use tokio::net::TcpListener;
 
@@ -36,6 +42,10 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Vendor(#[from] disclosure::Error),
+    #[error("cannot set up the owner's credentials: {0}")]
+    Credentials(String),
     #[error("cannot listen on {addr}: {source}. Is another program using that port?")]
     Listen {
         addr: SocketAddr,
@@ -50,7 +60,7 @@ impl Error {
     /// restart cannot help until someone fixes a file.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) => 78,
+            Error::Config(_) | Error::Vendor(_) => 78,
             _ => 1,
         }
     }
@@ -59,18 +69,41 @@ impl Error {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(layers: &[Layer]) -> Result<(), Error> {
     let config = Config::load(layers)?;
+    let vendor = disclosure::VendorFile::load(&config.vendor_file)?;
+    vendor.validate()?;
+    let policy = PasswordPolicy::new(config.credentials.password_min_length)
+        .map_err(|e| Error::Credentials(e.to_string()))?
+        .with_context_words([
+            vendor.vendor.name.as_str(),
+            vendor.product.name.as_str(),
+            vendor.product.model.as_str(),
+            "hearth",
+        ]);
+
     let mut store = Store::open(&config.data_dir)?;
-    let identity = Identity::load_or_create(&store, "Hearth device")?;
+    let identity = Identity::load_or_create(&store, &vendor.product.name)?;
+    let (credentials, first_boot) =
+        access::Access::open(&store, config.credentials.factory_setup_code.as_deref())?;
     if store.is_new() {
         store.commit()?;
         tracing::info!(dir = %config.data_dir.display(), "set up a new state store: the device is factory-new");
     }
     let tls = identity.server_config().map_err(IdentityError::from)?;
+    let store = Arc::new(store);
+    let state = Arc::new(web::AppState {
+        firmware_version: FIRMWARE_VERSION,
+        access: access::Access::new(store.clone(), credentials, policy),
+        plug: plug::Plug::open(store.clone()),
+        settings: settings::SettingsStore::open(store),
+        vendor,
+    });
+    banner(&state, first_boot.as_ref());
 
     // One thread is plenty for a home device and keeps memory low; CPU-heavy
-    // work (password hashing) goes to the blocking pool.
+    // work (password hashing) goes to a small blocking pool.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(4)
         .build()?;
     runtime.block_on(async {
         let shutdown = service::shutdown_signal()?;
@@ -86,9 +119,7 @@ pub fn run(layers: &[Layer]) -> Result<(), Error> {
             .filter_map(|l| l.local_addr().ok())
             .map(|a| a.to_string())
             .collect();
-        let app = web::router(web::AppState {
-            firmware_version: FIRMWARE_VERSION,
-        });
+        let app = web::router(state);
         let servers: Vec<_> = bound
             .into_iter()
             .map(|listener| {
@@ -116,4 +147,42 @@ pub fn run(layers: &[Layer]) -> Result<(), Error> {
         service::stopping();
         Ok(())
     })
+}
+
+/// The console banner: what the device is, whom to tell about a security
+/// problem, and on first boot the setup code, which only someone with the
+/// device in hand can read.
+fn banner(state: &web::AppState, first_boot: Option<&access::FirstBoot>) {
+    let vendor = &state.vendor;
+    let today = time::OffsetDateTime::now_utc().date();
+    let support = vendor.support_status(today);
+    console::show(&format!(
+        "hearthd: {} {} (model {}, hardware {}), firmware {}",
+        vendor.vendor.name,
+        vendor.product.name,
+        vendor.product.model,
+        vendor.product.hardware_revision,
+        FIRMWARE_VERSION
+    ));
+    console::show(&format!(
+        "hearthd: security updates until {} ({}); report vulnerabilities to {}",
+        support.end_date,
+        support.headline(),
+        vendor.disclosure.contacts.join(", ")
+    ));
+    if let Some(first_boot) = first_boot {
+        console::show(&format!(
+            "hearthd: SETUP CODE {}",
+            first_boot.setup_code.grouped().as_str()
+        ));
+        console::show(&first_boot.setup_code.qr(None, QrStyle::Ascii));
+        console::show(
+            "hearthd: open the device's web page and enter this code to set your password.",
+        );
+    } else if state.access.status() == credentials::claim::Status::Unclaimed {
+        console::show(
+            "hearthd: not set up yet. The setup code was shown at first boot (and is on the label); \
+             if it is lost, factory-reset the device to get a new one.",
+        );
+    }
 }

@@ -6,17 +6,31 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::IpAddr;
+
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderValue, header};
-use axum::response::{Html, IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse, Json, Redirect, Response};
+use axum::routing::{get, post, put};
+use credentials::Password;
+use credentials::claim::{ChangeError, ClaimError, Status};
+use credentials::session::{COOKIE_NAME, NewSession, SessionConfig, SessionError, SessionInfo};
+use disclosure::VendorFile;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use serde::Deserialize;
+use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::access::{Access, AccessError};
+use crate::plug::Plug;
+use crate::settings::{Settings, SettingsStore};
 
 /// Connections served at once; more wait in the kernel's backlog. Bounds
 /// memory on a small device under a connection flood.
@@ -27,22 +41,94 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the pages and the API read.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AppState {
     pub firmware_version: &'static str,
+    pub access: Access,
+    pub vendor: VendorFile,
+    pub plug: Plug,
+    pub settings: SettingsStore,
 }
 
-pub fn router(state: AppState) -> Router {
+type Shared = State<Arc<AppState>>;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/state", get(api_state))
+        .route("/setup", post(api_setup))
+        .route("/login", post(api_login))
+        .route("/logout", post(api_logout))
+        .route("/session", get(api_session))
+        .route("/dashboard", get(api_dashboard))
+        .route("/plug", put(api_plug))
+        .route("/password", post(api_password))
+        .route("/settings", get(api_settings).put(api_put_settings))
+        .fallback(api_not_found);
     Router::new()
-        .route("/", get(index))
+        .route("/", get(dashboard_page))
+        .route("/settings", get(settings_page))
+        .route("/setup", get(setup_page))
+        .route("/login", get(login_page))
+        .route("/security", get(security_page))
+        .route("/.well-known/security.txt", get(security_txt))
         .route("/healthz", get(health))
         .route("/assets/style.css", get(stylesheet))
-        .with_state(Arc::new(state))
+        .route("/assets/app.js", get(script))
+        .nest("/api", api)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(same_origin))
         .layer(axum::middleware::map_response(security_headers))
 }
 
-async fn index() -> Html<&'static str> {
-    Html(include_str!("../../web-ui/index.html"))
+fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
+// ---- pages ----------------------------------------------------------------
+
+/// Pages behind the login: before the claim they send the owner to setup,
+/// without a session to the login page.
+fn protected_page(state: &AppState, jar: &CookieJar, page: &'static str) -> Response {
+    match state.access.session(jar.session(), None) {
+        Ok(_) => Html(page).into_response(),
+        Err(AccessError::NotSetUp) => Redirect::to("/setup").into_response(),
+        Err(_) => Redirect::to("/login").into_response(),
+    }
+}
+
+async fn dashboard_page(State(state): Shared, jar: CookieJar) -> Response {
+    protected_page(&state, &jar, include_str!("../../web-ui/index.html"))
+}
+
+async fn settings_page(State(state): Shared, jar: CookieJar) -> Response {
+    protected_page(&state, &jar, include_str!("../../web-ui/settings.html"))
+}
+
+async fn setup_page(State(state): Shared) -> Response {
+    match state.access.status() {
+        Status::Unclaimed => Html(include_str!("../../web-ui/setup.html")).into_response(),
+        _ => Redirect::to("/login").into_response(),
+    }
+}
+
+async fn login_page(State(state): Shared) -> Response {
+    match state.access.status() {
+        Status::Unclaimed => Redirect::to("/setup").into_response(),
+        _ => Html(include_str!("../../web-ui/login.html")).into_response(),
+    }
+}
+
+async fn security_page(State(state): Shared) -> Html<String> {
+    let section =
+        disclosure::security_page::html_section(&state.vendor, state.firmware_version, today());
+    Html(include_str!("../../web-ui/security.html").replace("<!--SECURITY-SECTION-->", &section))
+}
+
+async fn security_txt(State(state): Shared) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        state.vendor.security_txt(today()),
+    )
 }
 
 async fn stylesheet() -> impl IntoResponse {
@@ -52,8 +138,340 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok", "firmware_version": state.firmware_version }))
+async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../web-ui/app.js"),
+    )
+}
+
+async fn health(State(state): Shared) -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "firmware_version": state.firmware_version }))
+}
+
+// ---- the JSON API (web-ui/api.yaml) -----------------------------------------
+
+/// An API refusal: a status, a stable code and a sentence for the owner.
+struct ApiError(AccessError);
+
+impl From<AccessError> for ApiError {
+    fn from(error: AccessError) -> Self {
+        ApiError(error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self.0 {
+            AccessError::NotSetUp => StatusCode::FORBIDDEN,
+            AccessError::Broken(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AccessError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            AccessError::Claim(ClaimError::AlreadyClaimed) => StatusCode::CONFLICT,
+            AccessError::Claim(ClaimError::WrongCode) | AccessError::Login(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            AccessError::Change(ChangeError::WrongPassword) => StatusCode::UNAUTHORIZED,
+            AccessError::Claim(_) | AccessError::Change(_) => StatusCode::BAD_REQUEST,
+            AccessError::Session(SessionError::CsrfMismatch) => StatusCode::FORBIDDEN,
+            AccessError::Session(_) => StatusCode::UNAUTHORIZED,
+            AccessError::Store(_) | AccessError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let body = Json(json!({ "error": self.0.code(), "message": self.0.to_string() }));
+        let mut response = (status, body).into_response();
+        if let AccessError::Throttled(throttled) = &self.0 {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, throttled.retry_after_secs().into());
+        }
+        response
+    }
+}
+
+fn storage_error(error: crate::persist::StoreError) -> ApiError {
+    ApiError(AccessError::Store(error))
+}
+
+/// The session cookie, read from the request.
+struct CookieJar(Option<String>);
+
+impl CookieJar {
+    fn session(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CookieJar {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == COOKIE_NAME)
+            .map(|(_, token)| token.to_owned());
+        Ok(CookieJar(token))
+    }
+}
+
+/// The client's address, put on each request by `serve`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = StatusCode;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<ClientAddr>()
+            .copied()
+            .ok_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+/// A logged-in request; state-changing methods must also carry the
+/// session's CSRF token in `X-CSRF-Token`.
+struct Owner {
+    session: SessionInfo,
+    token: String,
+}
+
+impl FromRequestParts<Arc<AppState>> for Owner {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let Ok(jar) = CookieJar::from_request_parts(parts, state).await;
+        let csrf = if parts.method == Method::GET || parts.method == Method::HEAD {
+            None
+        } else {
+            Some(
+                parts
+                    .headers
+                    .get("x-csrf-token")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+            )
+        };
+        let session = state.access.session(jar.session(), csrf)?;
+        let token = jar.0.unwrap_or_default();
+        Ok(Owner { session, token })
+    }
+}
+
+fn with_session(status: StatusCode, session: &NewSession, config: &SessionConfig) -> Response {
+    let cookie = session.token.set_cookie(config);
+    let mut response =
+        (status, Json(json!({ "csrf_token": session.csrf.as_str() }))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn api_not_found() -> Response {
+    let body =
+        json!({ "error": "not_found", "message": "There is no such API call; see api.yaml." });
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+async fn api_state(State(state): Shared) -> Json<serde_json::Value> {
+    let status = state.access.status();
+    let broken = match state.access.session(None, None) {
+        Err(AccessError::Broken(advice)) => Some(advice),
+        _ => None,
+    };
+    Json(json!({
+        "status": status,
+        "password_min_length": state.access.password_min_length(),
+        "broken": broken,
+        "product": product_json(&state.vendor),
+        "firmware_version": state.firmware_version,
+    }))
+}
+
+#[derive(Deserialize)]
+struct SetupRequest {
+    setup_code: String,
+    password: String,
+    password_confirm: String,
+}
+
+async fn api_setup(
+    State(state): Shared,
+    ClientAddr(client): ClientAddr,
+    Json(request): Json<SetupRequest>,
+) -> Result<Response, ApiError> {
+    let session = state
+        .access
+        .claim(
+            client,
+            request.setup_code,
+            Password::new(request.password),
+            Password::new(request.password_confirm),
+        )
+        .await?;
+    Ok(with_session(
+        StatusCode::CREATED,
+        &session,
+        &state.access.session_config(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    password: String,
+}
+
+async fn api_login(
+    State(state): Shared,
+    ClientAddr(client): ClientAddr,
+    Json(request): Json<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let session = state
+        .access
+        .login(client, Password::new(request.password))
+        .await?;
+    Ok(with_session(
+        StatusCode::OK,
+        &session,
+        &state.access.session_config(),
+    ))
+}
+
+async fn api_logout(State(state): Shared, owner: Owner) -> Response {
+    state.access.logout(&owner.token);
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Ok(value) = HeaderValue::from_str(&credentials::session::clear_cookie()) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn api_session(owner: Owner) -> Json<serde_json::Value> {
+    Json(json!({ "csrf_token": owner.session.csrf.as_str() }))
+}
+
+fn product_json(vendor: &VendorFile) -> serde_json::Value {
+    json!({
+        "vendor": vendor.vendor.name,
+        "name": vendor.product.name,
+        "model": vendor.product.model,
+        "hardware_revision": vendor.product.hardware_revision,
+    })
+}
+
+async fn api_dashboard(State(state): Shared, _owner: Owner) -> Json<serde_json::Value> {
+    let vendor = &state.vendor;
+    let support = vendor.support_status(today());
+    let settings = state.settings.get();
+    let update_message = if settings.automatic_updates {
+        "Automatic updates are on. The update service is not part of this firmware yet."
+    } else {
+        "Automatic updates are off. The update service is not part of this firmware yet."
+    };
+    Json(json!({
+        "product": product_json(vendor),
+        "firmware_version": state.firmware_version,
+        "support": {
+            "end_date": support.end_date.to_string(),
+            "state": support.state,
+            "headline": support.headline(),
+            "sentence": support.sentence(&vendor.vendor.name),
+        },
+        "disclosure": {
+            "contact": vendor.disclosure.contacts.first(),
+            "policy_url": vendor.disclosure.policy_url,
+        },
+        "update": { "automatic": settings.automatic_updates, "message": update_message },
+        "plug": state.plug.state(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct PlugRequest {
+    on: bool,
+}
+
+async fn api_plug(
+    State(state): Shared,
+    _owner: Owner,
+    Json(request): Json<PlugRequest>,
+) -> Result<Json<crate::plug::PlugState>, ApiError> {
+    state
+        .plug
+        .switch(request.on)
+        .map(Json)
+        .map_err(storage_error)
+}
+
+#[derive(Deserialize)]
+struct PasswordRequest {
+    current_password: String,
+    password: String,
+    password_confirm: String,
+}
+
+async fn api_password(
+    State(state): Shared,
+    ClientAddr(client): ClientAddr,
+    owner: Owner,
+    Json(request): Json<PasswordRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state
+        .access
+        .change_password(
+            client,
+            &owner.session,
+            Password::new(request.current_password),
+            Password::new(request.password),
+            Password::new(request.password_confirm),
+        )
+        .await?;
+    Ok(Json(json!({ "changed": true })))
+}
+
+async fn api_settings(State(state): Shared, _owner: Owner) -> Json<Settings> {
+    Json(state.settings.get())
+}
+
+async fn api_put_settings(
+    State(state): Shared,
+    _owner: Owner,
+    Json(settings): Json<Settings>,
+) -> Result<Json<Settings>, ApiError> {
+    state
+        .settings
+        .set(settings.clone())
+        .map_err(storage_error)?;
+    Ok(Json(settings))
+}
+
+/// A state-changing request must come from the device's own pages: when the
+/// browser says where it comes from (`Origin`), that must be this host.
+async fn same_origin(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let safe = matches!(*request.method(), Method::GET | Method::HEAD);
+    if !safe {
+        let headers = request.headers();
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+            let origin_host = origin.strip_prefix("https://");
+            if origin_host.is_none() || origin_host != host {
+                let body = json!({
+                    "error": "cross_origin",
+                    "message": "This request came from another web site and was refused.",
+                });
+                return (StatusCode::FORBIDDEN, Json(body)).into_response();
+            }
+        }
+    }
+    next.run(request).await
 }
 
 /// Every response forbids inline script, framing and sniffing: the pages
@@ -107,7 +525,13 @@ pub async fn serve(
             () = stopped(&mut shutdown) => break,
         };
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(app.clone());
+        let app = app
+            .clone()
+            .map_request(move |mut request: axum::extract::Request<_>| {
+                request.extensions_mut().insert(ClientAddr(peer.ip()));
+                request
+            });
+        let service = TowerToHyperService::new(app);
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
@@ -136,57 +560,4 @@ pub async fn serve(
 /// Resolves once shutdown is requested (or its sender is gone).
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|&stop| stop).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-    use axum::http::{Request, StatusCode};
-    use tower::ServiceExt;
-
-    fn app() -> Router {
-        router(AppState {
-            firmware_version: "1.2.3",
-        })
-    }
-
-    #[tokio::test]
-    async fn health_answers_with_the_firmware_version() {
-        let response = app()
-            .oneshot(
-                Request::get("/healthz")
-                    .body(Body::empty())
-                    .expect("request"),
-            )
-            .await
-            .expect("response");
-        assert_eq!(response.status(), StatusCode::OK);
-        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
-            .await
-            .expect("body");
-        let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
-        assert_eq!(json["status"], "ok");
-        assert_eq!(json["firmware_version"], "1.2.3");
-    }
-
-    #[tokio::test]
-    async fn every_response_carries_a_strict_content_security_policy() {
-        for path in ["/", "/healthz", "/no-such-page"] {
-            let response = app()
-                .oneshot(Request::get(path).body(Body::empty()).expect("request"))
-                .await
-                .expect("response");
-            let csp = response
-                .headers()
-                .get(header::CONTENT_SECURITY_POLICY)
-                .expect("CSP header");
-            assert!(
-                csp.to_str()
-                    .expect("ascii")
-                    .starts_with("default-src 'none'"),
-                "{path}"
-            );
-        }
-    }
 }

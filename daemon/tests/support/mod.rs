@@ -1,4 +1,5 @@
 //! Starting hearthd in host mode and talking HTTPS to it.
+#![allow(dead_code)] // each test binary uses a different part of it
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,10 +16,16 @@ const DEFAULTS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../yocto-layer/meta-hearth/recipes-core/hearthd/files/hearth.toml"
 );
+pub const VENDOR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../yocto-layer/meta-hearth/recipes-core/hearth-vendor/files/vendor.toml"
+);
 
 pub struct Ready {
     pub addr: SocketAddr,
     pub fingerprint: String,
+    /// The setup code, when this start was a first boot.
+    pub setup_code: Option<String>,
 }
 
 /// A hearthd process with its own data directory; killed on drop.
@@ -39,7 +46,7 @@ impl Daemon {
     pub fn with_override(extra: &str) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let host = format!(
-            "data_dir = \"{}\"\n[web]\nlisten = [\"127.0.0.1:0\"]\n",
+            "data_dir = \"{}\"\nvendor_file = \"{VENDOR}\"\n[web]\nlisten = [\"127.0.0.1:0\"]\n",
             dir.path().join("data").display()
         );
         std::fs::write(dir.path().join("host.toml"), host).expect("host layer");
@@ -102,12 +109,16 @@ impl Daemon {
     /// Waits for the ready line on the console and parses it.
     pub fn ready(&self) -> Ready {
         let lines = self.lines.as_ref().expect("running");
+        let mut setup_code = None;
         loop {
             let line = lines
                 .recv_timeout(Duration::from_secs(30))
                 .unwrap_or_else(|_| {
                     panic!("hearthd never became ready; stderr:\n{}", self.stderr())
                 });
+            if let Some(code) = line.strip_prefix("hearthd: SETUP CODE ") {
+                setup_code = Some(code.trim().to_owned());
+            }
             if let Some(rest) = line.strip_prefix(hearthd::READY_PREFIX) {
                 let (addr, fingerprint) = rest
                     .trim()
@@ -116,6 +127,7 @@ impl Daemon {
                 return Ready {
                     addr: addr.parse().expect("address"),
                     fingerprint: fingerprint.to_owned(),
+                    setup_code,
                 };
             }
         }
@@ -170,14 +182,43 @@ impl Drop for Daemon {
 
 pub struct Response {
     pub status: u16,
+    /// Lower-cased, for matching; `raw_headers` keeps the case.
     pub headers: String,
+    pub raw_headers: String,
     pub body: String,
     pub fingerprint: String,
+}
+
+impl Response {
+    /// The value of the session cookie this response sets, if any.
+    pub fn session_cookie(&self) -> Option<String> {
+        self.raw_headers
+            .lines()
+            .filter_map(|line| line.strip_prefix("set-cookie: "))
+            .find(|c| c.starts_with("__Host-hearth_session="))
+            .and_then(|c| c.split(';').next())
+            .map(str::to_owned)
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
+    }
 }
 
 /// One HTTPS GET that accepts the device's self-signed certificate and
 /// reports its fingerprint, so the test compares it with the console's.
 pub fn https_get(addr: SocketAddr, path: &str) -> Response {
+    https(addr, "GET", path, &[], None)
+}
+
+/// One HTTPS request with extra headers and an optional JSON body.
+pub fn https(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Response {
     let seen = Arc::new(Mutex::new(None));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -192,14 +233,23 @@ pub fn https_get(addr: SocketAddr, path: &str) -> Response {
     let name = rustls::pki_types::ServerName::try_from("hearth.local").expect("name");
     let mut tls = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
     let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(30)))
+    tcp.set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
     let mut stream = rustls::Stream::new(&mut tls, &mut tcp);
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: hearth.local\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: hearth.local\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    } else {
+        request.push_str("\r\n");
+    }
+    stream.write_all(request.as_bytes()).expect("request");
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -217,6 +267,7 @@ pub fn https_get(addr: SocketAddr, path: &str) -> Response {
     Response {
         status,
         headers: head.to_ascii_lowercase(),
+        raw_headers: head.to_owned(),
         body: body.to_owned(),
         fingerprint,
     }

@@ -1,0 +1,163 @@
+// Hearth web UI: one small script for every page, no framework, no inline
+// code (the Content-Security-Policy forbids it). The JSON API is described in
+// api.yaml.
+'use strict';
+
+let csrfToken = null;
+
+async function api(method, path, body) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (csrfToken && method !== 'GET') headers['X-CSRF-Token'] = csrfToken;
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: 'same-origin',
+  });
+  let data = {};
+  try { data = await response.json(); } catch (_) { /* empty body */ }
+  if (response.status === 401) { window.location.assign('/login'); throw new Error('login needed'); }
+  if (response.status === 403 && data.error === 'not_set_up') { window.location.assign('/setup'); throw new Error('setup needed'); }
+  return { status: response.status, data };
+}
+
+function show(id, text) {
+  const element = document.getElementById(id);
+  if (element) element.textContent = text;
+}
+
+function errorText(data) {
+  return (data && data.message) || 'Something went wrong. Reload the page and try again.';
+}
+
+function wirePasswordToggles() {
+  for (const button of document.querySelectorAll('button.toggle')) {
+    button.addEventListener('click', () => {
+      const input = document.getElementById(button.dataset.toggle);
+      const visible = input.type === 'password';
+      input.type = visible ? 'text' : 'password';
+      button.textContent = visible ? 'Hide' : 'Show';
+      button.setAttribute('aria-pressed', String(visible));
+    });
+  }
+}
+
+async function loadSession() {
+  const { data } = await api('GET', '/api/session');
+  csrfToken = data.csrf_token;
+}
+
+function wireLogout() {
+  const button = document.getElementById('logout');
+  if (!button) return;
+  button.addEventListener('click', async () => {
+    await api('POST', '/api/logout', {});
+    window.location.assign('/login');
+  });
+}
+
+async function setupPage() {
+  const { data } = await api('GET', '/api/state');
+  for (const span of document.querySelectorAll('.min-length')) span.textContent = data.password_min_length;
+  document.getElementById('setup-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    show('form-error', '');
+    const { status, data: reply } = await api('POST', '/api/setup', {
+      setup_code: document.getElementById('setup-code').value,
+      password: document.getElementById('new-password').value,
+      password_confirm: document.getElementById('confirm-password').value,
+    });
+    if (status === 201) { window.location.assign('/'); return; }
+    show('form-error', errorText(reply));
+  });
+}
+
+function loginPage() {
+  document.getElementById('login-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    show('form-error', '');
+    const response = await fetch('/api/login', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify({ password: document.getElementById('password').value }),
+      credentials: 'same-origin',
+    });
+    let reply = {};
+    try { reply = await response.json(); } catch (_) { /* empty */ }
+    if (response.ok) { window.location.assign('/'); return; }
+    if (reply.error === 'not_set_up') { window.location.assign('/setup'); return; }
+    show('form-error', errorText(reply));
+  });
+}
+
+function renderDashboard(data) {
+  show('product-name', data.product.name);
+  show('model', data.product.model);
+  show('hardware-revision', data.product.hardware_revision);
+  show('firmware-version', data.firmware_version);
+  show('support-end', data.support.end_date + ' (' + data.support.headline + ')');
+  show('disclosure-contact', data.disclosure.contact);
+  show('update-status', data.update.message);
+  const notice = document.getElementById('support-notice');
+  notice.hidden = data.support.state === 'supported';
+  notice.textContent = data.support.sentence;
+  show('plug-state', data.plug.on ? 'on' : 'off');
+  const toggle = document.getElementById('plug-toggle');
+  toggle.setAttribute('aria-pressed', String(data.plug.on));
+  toggle.textContent = data.plug.on ? 'Switch off' : 'Switch on';
+  toggle.dataset.on = String(data.plug.on);
+}
+
+async function dashboardPage() {
+  await loadSession();
+  wireLogout();
+  const { data } = await api('GET', '/api/dashboard');
+  renderDashboard(data);
+  document.getElementById('plug-toggle').addEventListener('click', async (event) => {
+    const on = event.currentTarget.dataset.on !== 'true';
+    const { status, data: reply } = await api('PUT', '/api/plug', { on });
+    if (status !== 200) { show('form-error', errorText(reply)); return; }
+    const { data: fresh } = await api('GET', '/api/dashboard');
+    renderDashboard(fresh);
+  });
+}
+
+async function settingsPage() {
+  await loadSession();
+  wireLogout();
+  const { data: state } = await api('GET', '/api/state');
+  for (const span of document.querySelectorAll('.min-length')) span.textContent = state.password_min_length;
+  const { data: settings } = await api('GET', '/api/settings');
+  document.getElementById('automatic-updates').checked = settings.automatic_updates;
+
+  document.getElementById('password-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    show('password-result', '');
+    const { status, data } = await api('POST', '/api/password', {
+      current_password: document.getElementById('current-password').value,
+      password: document.getElementById('new-password').value,
+      password_confirm: document.getElementById('confirm-password').value,
+    });
+    show('password-result', status === 200 ? 'Password changed. Other browsers have been logged out.' : errorText(data));
+    if (status === 200) event.target.reset();
+  });
+
+  document.getElementById('updates-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const { status, data } = await api('PUT', '/api/settings', {
+      automatic_updates: document.getElementById('automatic-updates').checked,
+    });
+    show('updates-result', status === 200 ? 'Saved.' : errorText(data));
+  });
+}
+
+const pages = { setup: setupPage, login: loginPage, dashboard: dashboardPage, settings: settingsPage };
+
+document.addEventListener('DOMContentLoaded', () => {
+  wirePasswordToggles();
+  const run = pages[document.body.dataset.page];
+  if (run) {
+    Promise.resolve(run()).catch((error) => show('form-error', error.message));
+  }
+});
