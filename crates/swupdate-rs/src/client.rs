@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, SocketKind};
+use crate::msg::layout::{self, MSG_TEXT_LEN};
 use crate::msg::{
     HwRevision, IPC_MESSAGE_SIZE, InstallRequest, MsgType, Notification, RecoveryStatus, Reply,
     Request, Status, UpdateState, VersionsRange,
@@ -123,7 +124,11 @@ impl Client {
 
     /// Sends one message in a single `write()`: SWUpdate reads it with one
     /// `read()` and drops the connection if it gets fewer bytes.
-    fn send(&self, stream: &mut UnixStream, request: &Request) -> Result<(), Error> {
+    fn send(
+        &self,
+        stream: &mut UnixStream,
+        request: &Request,
+    ) -> Result<[u8; IPC_MESSAGE_SIZE], Error> {
         let buf = request.encode()?;
         let written = stream
             .write(&buf)
@@ -136,7 +141,7 @@ impl Client {
                 expected: buf.len(),
             });
         }
-        Ok(())
+        Ok(buf)
     }
 
     fn receive(&self, stream: &mut UnixStream) -> Result<Reply, Error> {
@@ -152,14 +157,21 @@ impl Client {
     }
 
     /// Turns anything but ACK into an error carrying SWUpdate's text.
-    fn expect_ack(&self, request: MsgType, reply: Reply) -> Result<Reply, Error> {
+    fn expect_ack(&self, sent: &[u8], request: MsgType, reply: Reply) -> Result<Reply, Error> {
         match reply.msg_type() {
             Some(MsgType::Ack) => Ok(reply),
-            Some(MsgType::Nack) => Err(Error::Nack {
-                path: self.ctrl_path(),
-                request,
-                message: reply.text(),
-            }),
+            Some(MsgType::Nack) => {
+                // SWUpdate answers in the request's own buffer and does not
+                // always write a text (e.g. SET_UPDATE_STATE): then `msg`
+                // still holds what we sent, which is no reason.
+                let text = &reply.data()[..MSG_TEXT_LEN];
+                let echoed = text == &sent[layout::DATA..layout::DATA + MSG_TEXT_LEN];
+                Err(Error::Nack {
+                    path: self.ctrl_path(),
+                    request,
+                    message: if echoed { String::new() } else { reply.text() },
+                })
+            }
             _ => Err(Error::Protocol {
                 kind: SocketKind::Control,
                 path: self.ctrl_path(),
@@ -174,9 +186,9 @@ impl Client {
     /// One request, one answer, on a fresh connection.
     fn call(&self, request: &Request) -> Result<Reply, Error> {
         let mut stream = self.connect()?;
-        self.send(&mut stream, request)?;
+        let sent = self.send(&mut stream, request)?;
         let reply = self.receive(&mut stream)?;
-        self.expect_ack(request.msg_type(), reply)
+        self.expect_ack(&sent, request.msg_type(), reply)
     }
 
     /// `GET_STATUS`: the installer state plus one queued notification
@@ -229,9 +241,9 @@ impl Client {
     pub fn start_install(&self, request: &InstallRequest) -> Result<Installer, Error> {
         let mut stream = self.connect()?;
         let install = Request::Install(request.clone());
-        self.send(&mut stream, &install)?;
+        let sent = self.send(&mut stream, &install)?;
         let reply = self.receive(&mut stream)?;
-        self.expect_ack(MsgType::ReqInstall, reply)?;
+        self.expect_ack(&sent, MsgType::ReqInstall, reply)?;
         stream
             .set_write_timeout(self.config.stream_timeout)
             .map_err(|e| self.io_err("setting the stream timeout", e))?;
@@ -267,9 +279,13 @@ impl Client {
                 }
             };
             if let Err(write_err) = installer.write_all(&buf[..n]) {
+                // SWUpdate's verdict decides: it also closes its end right
+                // after the cpio trailer, so a failed write of the trailing
+                // block padding can still be a successful installation.
                 return match installer.finish() {
+                    Ok(report) => Ok(report),
                     Err(verdict @ Error::InstallFailed { .. }) => Err(verdict),
-                    _ => Err(self.io_err("streaming the .swu", write_err)),
+                    Err(_) => Err(self.io_err("streaming the .swu", write_err)),
                 };
             }
         }
@@ -327,9 +343,9 @@ impl Client {
     /// first replays the queued history, then follows live messages.
     pub fn notify_stream(&self) -> Result<NotifyStream, Error> {
         let mut stream = self.connect()?;
-        self.send(&mut stream, &Request::NotifyStream)?;
+        let sent = self.send(&mut stream, &Request::NotifyStream)?;
         let reply = self.receive(&mut stream)?;
-        self.expect_ack(MsgType::NotifyStream, reply)?;
+        self.expect_ack(&sent, MsgType::NotifyStream, reply)?;
         Ok(NotifyStream {
             client: self.clone(),
             stream,

@@ -120,7 +120,7 @@ pub enum Error {
         expected: usize,
     },
     /// SWUpdate answered NACK.
-    #[error("SWUpdate ({path}) refused {request:?}: {}", nack_text(.message))]
+    #[error("SWUpdate ({path}) refused {request:?}: {}", nack_text(*.request, .message))]
     Nack {
         /// Control socket path.
         path: PathBuf,
@@ -176,13 +176,19 @@ pub enum Error {
     },
 }
 
-fn nack_text(message: &str) -> String {
-    if message.is_empty() {
-        "no reason given (SWUpdate 2022.12 sends none for a wrong API version or a \
-         software_set/running_mode pair missing from its -q list)"
-            .to_owned()
-    } else {
-        format!("\"{message}\"")
+fn nack_text(request: MsgType, message: &str) -> String {
+    if !message.is_empty() {
+        return format!("\"{message}\"");
+    }
+    // SWUpdate 2022.12 sends an empty text for these; say what it means.
+    match request {
+        MsgType::ReqInstall => "no reason given, which SWUpdate does for a wrong API version or a \
+             software_set,running_mode pair missing from its -q list"
+            .to_owned(),
+        MsgType::SetUpdateState => "no reason given, which means SWUpdate could not write the \
+             bootloader environment: check its -B option and the environment file"
+            .to_owned(),
+        _ => "no reason given; see swupdate's log".to_owned(),
     }
 }
 

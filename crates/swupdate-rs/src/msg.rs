@@ -657,6 +657,11 @@ impl Reply {
         self.raw_type
     }
 
+    /// The raw `msgdata` union bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
     /// `data.msg[128]` as text: SWUpdate's reason in a NACK
     /// (e.g. "Installation in progress").
     pub fn text(&self) -> String {

@@ -386,6 +386,20 @@ fn update_state_round_trips_through_the_grub_environment() {
 }
 
 #[test]
+fn a_failed_bootloader_write_is_a_nack_that_says_so() {
+    let d = Daemon::start();
+    // grub.c refuses an environment block that is not 1024 bytes.
+    std::fs::write(&d.grubenv, b"# GRUB Environment Block\n").unwrap();
+    let err = d.client.set_update_state(UpdateState::Ok).unwrap_err();
+    println!("{err}");
+    assert!(
+        matches!(&err, Error::Nack { request: MsgType::SetUpdateState, message, .. } if message.is_empty()),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("bootloader environment"), "{err}");
+}
+
+#[test]
 fn versions_range_makes_swupdate_refuse_a_downgrade() {
     let d = Daemon::start();
     d.client
