@@ -1,6 +1,7 @@
 # hearth_sanity: checks made once per build, before any task runs, when the
 # Hearth distro is selected (meta-hearth-distro INHERITs this class).
 #
+# - The compiler hardening of security_flags.inc is in place.
 # - The update trust anchor (HEARTH_SWU_TRUST_CERT) must exist: it goes into
 #   the image, and SWUpdate accepts only updates signed under it. Missing, the
 #   build stops with a sentence that says how to make one.
@@ -36,6 +37,11 @@ addhandler hearth_sanity_eventhandler
 hearth_sanity_eventhandler[eventmask] = "bb.event.BuildStarted"
 python hearth_sanity_eventhandler() {
     d = e.data
+    if not (d.getVar('SECURITY_CFLAGS') or '').strip():
+        bb.event.fire(bb.event.SanityCheckFailed(
+            "SECURITY_CFLAGS is empty: the Hearth distro must build with oe-core's security_flags.inc "
+            "(conf/distro/defaultsetup.conf requires it; check your distro and local.conf)."), d)
+        return
     problem = hearth_missing_key_message(d, 'HEARTH_SWU_TRUST_CERT')
     if problem:
         bb.event.fire(bb.event.SanityCheckFailed(problem), d)
