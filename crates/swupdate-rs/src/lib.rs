@@ -124,9 +124,34 @@
 //!   IPC. Without `installed-directly`, the image is checked in `$TMPDIR`
 //!   first and the slot stays untouched.
 //!
+//! # Testing
+//!
+//! * Unit tests (`src/msg.rs`, `src/progress.rs`) pin every offset and size
+//!   with byte literals. The native layout is asserted per target pointer
+//!   width (`#[cfg(target_pointer_width)]`); the LP64 and ILP32 numbers are
+//!   also computed and checked on any host, against what `gcc -m64` and
+//!   `gcc -m32` print for SWUpdate's headers.
+//! * `tests/real_swupdate/` runs the real Debian `swupdate` 2022.12: each
+//!   test starts a daemon in a private mount namespace (`unshare --mount`,
+//!   or `--user --map-root-user` when not root), because the Debian binary
+//!   has `/tmp/sockinstctrl`, `/tmp/swupdateprog` and `/boot/grub/grubenv`
+//!   compiled in and `$TMPDIR` does not move them. A temporary directory is
+//!   bind-mounted over `/tmp` and another over `/boot`; slots are plain
+//!   files, the CMS certificate is generated with `openssl`, the `.swu` is
+//!   packed with `cpio -o -H crc`. Needs `swupdate`, `openssl`, `cpio`,
+//!   `unshare` (util-linux) and `mount`.
+//! * Fuzzing (nightly): `cargo install cargo-fuzz`, then in
+//!   `crates/swupdate-rs/fuzz`: `cargo +nightly fuzz run decode --
+//!   -max_total_time=60`.
+//! * `examples/install.rs` installs a `.swu` through a running daemon and
+//!   prints the throughput.
+//!
 //! # Current limitations
 //!
 //! * Blocking only, one connection per call; no async API (by design).
+//! * Two clients racing `REQ_INSTALL`: SWUpdate 2022.12 marks itself busy
+//!   only when its installer thread wakes, so a second request in that
+//!   window is ACKed too. Have one process (hearthd) own installations.
 //! * Native byte order and C layout of the *host*: the client must run on
 //!   the same machine (and ABI) as SWUpdate, which is the only way these
 //!   sockets are used.
