@@ -532,3 +532,92 @@ impl ProgressStream {
         })
     }
 }
+
+/// The 2024.12+/2025.12 progress handshake against a fake server (the real
+/// binary on the test host is 2022.12, which has no handshake).
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::msg::SourceType;
+    use crate::progress::{PROGRESS_API_V1, PROGRESS_API_V2, ProgressLayout};
+    use std::os::unix::net::UnixListener;
+
+    fn fake_progress_server(dir: &Path, bytes: Vec<u8>) -> std::thread::JoinHandle<()> {
+        let listener = UnixListener::bind(dir.join("swupdateprog")).unwrap();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.write_all(&bytes).unwrap();
+        })
+    }
+
+    fn frame() -> ProgressMessage {
+        ProgressMessage {
+            apiversion: PROGRESS_API_V2,
+            status: RecoveryStatus::Start,
+            nsteps: 1,
+            source: SourceType::Local,
+            info: "hearth".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn reads_the_2025_12_connect_ack_then_packed_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = ConnectAck {
+            apiversion: PROGRESS_API_V2,
+        }
+        .encode()
+        .to_vec();
+        bytes.extend(frame().encode(ProgressLayout::Packed2025_12).unwrap());
+        let server = fake_progress_server(dir.path(), bytes);
+        let client = Client::new(ClientConfig::in_dir(dir.path()));
+        let mut progress = client
+            .connect_progress(ProgressProtocol::SWUPDATE_2025_12)
+            .unwrap();
+        assert_eq!(
+            progress.connect_ack(),
+            Some(ConnectAck {
+                apiversion: PROGRESS_API_V2
+            })
+        );
+        assert_eq!(progress.next_message().unwrap(), frame());
+        server.join().unwrap();
+        // The server closed: the next read says so, naming the socket.
+        let err = progress.next_message().unwrap_err();
+        assert!(err.to_string().contains("swupdateprog"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_progress_api_of_another_major() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = ConnectAck {
+            apiversion: PROGRESS_API_V1,
+        }
+        .encode()
+        .to_vec();
+        let server = fake_progress_server(dir.path(), bytes);
+        let client = Client::new(ClientConfig::in_dir(dir.path()));
+        let err = client
+            .connect_progress(ProgressProtocol::SWUPDATE_2024_12)
+            .unwrap_err();
+        assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+        assert!(err.to_string().contains("0x00010000"), "{err}");
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn refuses_a_bad_ack_magic() {
+        let dir = tempfile::tempdir().unwrap();
+        // A 2022.12 frame arriving where a 2024.12 ack is expected.
+        let bytes = frame().encode(ProgressLayout::V2022_12).unwrap();
+        let server = fake_progress_server(dir.path(), bytes);
+        let client = Client::new(ClientConfig::in_dir(dir.path()));
+        let err = client
+            .connect_progress(ProgressProtocol::SWUPDATE_2024_12)
+            .unwrap_err();
+        assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+        server.join().unwrap();
+    }
+}
