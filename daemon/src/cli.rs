@@ -9,7 +9,13 @@ Usage: hearthd [COMMAND] [--config FILE]...
 
 Commands:
   run            serve the device (default)
-  check-config   read the configuration, report the first problem, and exit
+  info [--json]  print the product, support period and how to report a
+                 security problem (--json: the MQTT device-info payload)
+  check-config   read the configuration and the vendor file, report the
+                 first problem, and exit
+  factory-reset  erase the owner's password, settings and the TLS key; the
+                 next start is a first boot with a new setup code. Run it
+                 only while hearthd is stopped (the reset control's unit does)
   version        print the firmware version
 
 Options:
@@ -24,7 +30,9 @@ Environment:
 #[derive(Debug, PartialEq)]
 pub enum Command {
     Run(Vec<Layer>),
+    Info { layers: Vec<Layer>, json: bool },
     CheckConfig(Vec<Layer>),
+    FactoryReset(Vec<Layer>),
     Version,
     Help,
 }
@@ -40,9 +48,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt
     let mut parser = lexopt::Parser::from_iter(args);
     let mut command = None;
     let mut layers = Vec::new();
+    let mut json = false;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("config") => layers.push(Layer::explicit(parser.value()?)),
+            Long("json") => json = true,
             Short('h') | Long("help") => return Ok(Command::Help),
             Value(word) if command.is_none() => command = Some(word.string()?),
             _ => return Err(arg.unexpected()),
@@ -53,7 +63,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt
     }
     match command.as_deref() {
         None | Some("run") => Ok(Command::Run(layers)),
+        Some("info") => Ok(Command::Info { layers, json }),
         Some("check-config") => Ok(Command::CheckConfig(layers)),
+        Some("factory-reset") => Ok(Command::FactoryReset(layers)),
         Some("version") => Ok(Command::Version),
         Some(other) => Err(format!("unknown command `{other}`").into()),
     }
@@ -63,9 +75,27 @@ impl Command {
     pub fn run(self) -> Result<(), crate::Error> {
         match self {
             Command::Run(layers) => crate::run(&layers),
+            Command::Info { layers, json } => {
+                let config = Config::load(&layers)?;
+                let vendor = crate::load_vendor(&config)?;
+                crate::console::show(&crate::info(&vendor, json));
+                Ok(())
+            }
             Command::CheckConfig(layers) => {
-                Config::load(&layers)?;
-                crate::console::show("configuration OK");
+                let config = Config::load(&layers)?;
+                crate::load_vendor(&config)?;
+                crate::console::show("configuration and vendor file OK");
+                Ok(())
+            }
+            Command::FactoryReset(layers) => {
+                let config = Config::load(&layers)?;
+                crate::persist::Store::erase(&config.data_dir)?;
+                tracing::warn!(
+                    "factory reset: the owner's credentials, settings and TLS key are erased"
+                );
+                crate::console::show(
+                    "hearthd: factory reset done; the next start shows a new setup code",
+                );
                 Ok(())
             }
             Command::Version => {

@@ -69,8 +69,7 @@ impl Error {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(layers: &[Layer]) -> Result<(), Error> {
     let config = Config::load(layers)?;
-    let vendor = disclosure::VendorFile::load(&config.vendor_file)?;
-    vendor.validate()?;
+    let vendor = load_vendor(&config)?;
     let policy = PasswordPolicy::new(config.credentials.password_min_length)
         .map_err(|e| Error::Credentials(e.to_string()))?
         .with_context_words([
@@ -147,6 +146,54 @@ pub fn run(layers: &[Layer]) -> Result<(), Error> {
         service::stopping();
         Ok(())
     })
+}
+
+/// Loads and checks the vendor file. Date-dependent findings (a signed
+/// security.txt past its Expires) are warnings: a device with a wrong clock
+/// or old firmware must still start, and serves a generated file instead.
+pub fn load_vendor(config: &Config) -> Result<disclosure::VendorFile, Error> {
+    let vendor = disclosure::VendorFile::load(&config.vendor_file)?;
+    vendor.validate()?;
+    for problem in vendor.dated_problems(time::OffsetDateTime::now_utc().date()) {
+        tracing::warn!(field = %problem.field, "{}", problem.message);
+    }
+    Ok(vendor)
+}
+
+/// What `hearthd info` prints: the same facts as security.txt, the
+/// security page and the console banner, from the same vendor file.
+pub fn info(vendor: &disclosure::VendorFile, json: bool) -> String {
+    let today = time::OffsetDateTime::now_utc().date();
+    if json {
+        return vendor.device_info(FIRMWARE_VERSION, today).to_json();
+    }
+    let support = vendor.support_status(today);
+    let d = &vendor.disclosure;
+    [
+        format!(
+            "Product:            {} ({})",
+            vendor.product.name, vendor.product.product_type
+        ),
+        format!("Manufacturer:       {}", vendor.vendor.name),
+        format!("Model:              {}", vendor.product.model),
+        format!("Hardware revision:  {}", vendor.product.hardware_revision),
+        format!("Firmware version:   {FIRMWARE_VERSION}"),
+        format!(
+            "Security updates:   until {} ({})",
+            support.end_date,
+            support.headline()
+        ),
+        format!(
+            "                    {}",
+            support.sentence(&vendor.vendor.name)
+        ),
+        format!("Support period at:  {}", vendor.support.url),
+        format!("Report a problem:   {}", d.contacts.join(", ")),
+        format!("Disclosure policy:  {}", d.policy_url),
+        format!("Acknowledgement:    {}", d.acknowledgement),
+        format!("Status updates:     {}", d.status_updates),
+    ]
+    .join("\n")
 }
 
 /// The console banner: what the device is, whom to tell about a security

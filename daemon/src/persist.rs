@@ -19,6 +19,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -37,6 +38,8 @@ pub struct Store {
     dir: PathBuf,
     root: PathBuf,
     new: bool,
+    /// Held for the store's lifetime: one process owns the data directory.
+    _lock: Flock<File>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +56,11 @@ pub enum StoreError {
          Restore the data partition or factory-reset the device."
     )]
     Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "the data directory {path} is in use by another hearthd. Stop it first \
+         (systemctl stop hearthd)."
+    )]
+    Busy { path: PathBuf },
     #[error(
         "the data directory {path} holds records but no store marker, so it cannot be \
          trusted as factory-new. Restore the data partition or factory-reset the device."
@@ -73,6 +81,7 @@ impl Store {
             .mode(0o700)
             .create(&root)
             .map_err(io_err(&root))?;
+        let lock = lock(&root)?;
         let live = root.join(LIVE);
         // Leftovers of an interrupted first boot or factory reset.
         for leftover in [STAGING, DISCARDED] {
@@ -88,6 +97,7 @@ impl Store {
                 dir: staging,
                 root,
                 new: true,
+                _lock: lock,
             };
             store.write_file(MARKER, MARKER_CONTENT.as_bytes())?;
             return Ok(store);
@@ -99,6 +109,7 @@ impl Store {
                 dir: live,
                 root,
                 new: false,
+                _lock: lock,
             }),
             Ok(_) => Err(StoreError::Corrupt {
                 path: marker,
@@ -135,6 +146,7 @@ impl Store {
             path: root.to_path_buf(),
             source,
         };
+        let _lock = lock(root)?;
         let live = root.join(LIVE);
         if live.exists() {
             fs::rename(&live, root.join(DISCARDED)).map_err(io_err)?;
@@ -283,6 +295,29 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+fn lock(root: &Path) -> Result<Flock<File>, StoreError> {
+    let path = root.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| match errno {
+        nix::errno::Errno::EWOULDBLOCK => StoreError::Busy {
+            path: root.to_path_buf(),
+        },
+        errno => StoreError::Io {
+            path,
+            source: errno.into(),
+        },
+    })
+}
+
 fn remove_dir_if_present(dir: &Path) -> io::Result<()> {
     match fs::remove_dir_all(dir) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -340,6 +375,7 @@ mod tests {
         ));
         store.write("claim", &claim()).expect("write");
         store.commit().expect("commit");
+        drop(store);
         let store = Store::open(dir.path()).expect("reopen");
         assert!(!store.is_new());
         assert_eq!(store.read::<Claim>("claim").expect("read"), claim());
@@ -364,6 +400,7 @@ mod tests {
         let store = committed(dir.path());
         store.write("claim", &claim()).expect("write");
         fs::remove_file(store.dir().join("claim")).expect("remove");
+        drop(store);
         let store = Store::open(dir.path()).expect("reopen");
         assert!(!store.is_new());
         assert!(matches!(
@@ -407,10 +444,27 @@ mod tests {
         let store = committed(dir.path());
         store.write("claim", &claim()).expect("write");
         fs::remove_file(store.dir().join(MARKER)).expect("remove marker");
+        drop(store);
         assert!(matches!(
             Store::open(dir.path()),
             Err(StoreError::Unmarked { .. })
         ));
+    }
+
+    #[test]
+    fn only_one_process_owns_the_data_directory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let held = committed(dir.path());
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::Busy { .. })
+        ));
+        assert!(matches!(
+            Store::erase(dir.path()),
+            Err(StoreError::Busy { .. })
+        ));
+        drop(held);
+        assert!(Store::open(dir.path()).is_ok());
     }
 
     #[test]
@@ -430,6 +484,7 @@ mod tests {
         store.write("claim", &claim()).expect("write");
         let temp = store.dir().join(".tmp-claim.999");
         fs::write(&temp, b"half a wri").expect("temp");
+        drop(store);
         let store = Store::open(dir.path()).expect("reopen");
         assert_eq!(store.read::<Claim>("claim").expect("read"), claim());
         assert!(!temp.exists());

@@ -264,3 +264,53 @@ fn an_invalid_vendor_file_stops_the_daemon_with_a_sentence() {
     assert!(stderr.contains("vendor.toml"), "{stderr}");
     assert!(stderr.contains("https"), "{stderr}");
 }
+
+#[test]
+fn a_factory_reset_brings_back_setup_with_a_new_code_and_certificate() {
+    let mut daemon = Daemon::start();
+    let first = daemon.ready();
+    let first_code = first.setup_code.clone().expect("code");
+    assert_eq!(claim(first.addr, &first_code).status, 201);
+
+    let busy = daemon
+        .command("factory-reset")
+        .output()
+        .expect("run factory-reset");
+    assert!(
+        !busy.status.success(),
+        "a reset while hearthd runs is refused"
+    );
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("in use by another hearthd"));
+
+    daemon.stop(Signal::SIGTERM);
+    let reset = daemon
+        .command("factory-reset")
+        .output()
+        .expect("run factory-reset");
+    assert!(
+        reset.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    daemon.restart();
+    let after = daemon.ready();
+    let new_code = after
+        .setup_code
+        .clone()
+        .expect("a new setup code on the console");
+    assert_ne!(new_code, first_code);
+    assert_ne!(
+        after.fingerprint, first.fingerprint,
+        "the TLS key is erased too"
+    );
+    assert_eq!(
+        https_get(after.addr, "/api/state").json()["status"],
+        "unclaimed"
+    );
+    assert_eq!(
+        claim(after.addr, &first_code).status,
+        401,
+        "the old code is dead"
+    );
+    assert_eq!(claim(after.addr, &new_code).status, 201);
+}

@@ -62,14 +62,22 @@ impl Daemon {
         daemon
     }
 
-    fn spawn(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hearthd"))
-            .arg("run")
+    /// `hearthd <subcommand>` with this daemon's configuration layers.
+    pub fn command(&self, subcommand: &str) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hearthd"));
+        command
+            .arg(subcommand)
             .args(["--config", DEFAULTS])
             .arg("--config")
             .arg(self.dir.path().join("host.toml"))
             .arg("--config")
-            .arg(self.dir.path().join("override.toml"))
+            .arg(self.dir.path().join("override.toml"));
+        command
+    }
+
+    fn spawn(&mut self) {
+        let mut child = self
+            .command("run")
             .env_remove("JOURNAL_STREAM")
             .env_remove("NOTIFY_SOCKET")
             .stdout(Stdio::piped())
