@@ -210,7 +210,8 @@ impl PasswordPolicy {
         let mut hit: Option<&String> = None;
         for word in &self.context_words {
             if rest.contains(word.as_str()) {
-                *rest = rest.replace(word.as_str(), "");
+                // Replace the whole wrapper so the old copy is zeroized.
+                rest = zeroize::Zeroizing::new(rest.replace(word.as_str(), ""));
                 hit.get_or_insert(word);
             }
         }
