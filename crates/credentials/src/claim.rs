@@ -37,7 +37,8 @@ use crate::setup_code::{SetupCode, SetupCodeError};
 pub const RECORD_VERSION: u32 = 1;
 
 /// The persisted form (JSON via `serde_json`), written by the daemon's
-/// atomic state store.
+/// atomic state store. Read it back with [`Credentials::load`], which also
+/// checks the hashes; deserializing this type directly does not.
 ///
 /// ```json
 /// {"version":1,"state":{"kind":"claimed","password_hash":"$argon2id$v=19$…",
