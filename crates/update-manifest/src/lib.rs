@@ -1,0 +1,72 @@
+//! Hearth's signed release format: the manifest a device checks before it
+//! fetches an update, and the key hierarchy behind it.
+//!
+//! * An **offline root key** signs a [`Keyring`]: the online
+//!   release-signing keys it vouches for, each with validity dates. The
+//!   key ring has a version and an expiry.
+//! * A **release-signing key** signs a [`Manifest`]: model, hardware
+//!   revisions, version, security version, artifact URL/size/SHA-256,
+//!   rollout, expiry.
+//! * The published file is a [`SignedManifest`] (manifest + signature +
+//!   key ring) in one canonical JSON encoding, so a device needs only the
+//!   root's public key ([`TrustedRoot`]), shipped in its read-only image.
+//!
+//! Signatures are ECDSA P-256 with SHA-256 through `ring` (the crypto
+//! provider rustls uses here); [`keys`] says why not Ed25519.
+//!
+//! # On the device
+//!
+//! ```no_run
+//! use update_manifest::{verify, CheckedReader, DeviceFacts, Timestamp, TrustedRoot};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let root = TrustedRoot::from_pem(&std::fs::read_to_string("/usr/share/hearth/update-root.pub.pem")?)?;
+//! let facts = DeviceFacts {
+//!     model: "HRH-1".parse()?,
+//!     hardware_revision: "A".parse()?,
+//!     installed_version: "1.4.1".parse()?,
+//!     security_floor: 3,
+//!     keyring_floor: 2,
+//!     max_artifact_size: 512 << 20,
+//! };
+//! # let manifest_bytes: Vec<u8> = Vec::new();
+//! // Refused releases carry a sentence saying why (Rejection's Display).
+//! let release = verify(&manifest_bytes, &root, &facts, Timestamp::now())?;
+//! // Stream the artifact through the checker into SWUpdate; a wrong size
+//! // or digest turns the end of the stream into an error.
+//! # let download = std::io::empty();
+//! let checked = CheckedReader::new(download, release.artifact_checker());
+//! # drop(checked);
+//! // After the new slot is confirmed: persist release.version(),
+//! // raise the floors to release.security_version() and
+//! // release.keyring_version().
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Current limitations
+//!
+//! * One root key, no threshold of several root keys; replacing the root
+//!   needs a new image.
+//! * Revocation reaches a device when it sees a newer key ring (with any
+//!   release) or when the old key ring expires; there is no separate
+//!   revocation feed.
+//! * `now` is the caller's: a device without a trusted clock can be
+//!   frozen at an old time (docs/update-security.md, "Trusted time").
+
+pub mod artifact;
+pub mod keys;
+pub mod manifest;
+pub mod types;
+mod verify;
+
+pub use artifact::{ArtifactChecker, ArtifactError, CheckedReader};
+pub use keys::{KeyError, SigningKey, TrustedRoot, public_key_from_pem, public_key_to_pem};
+pub use manifest::{
+    Artifact, CertifiedKey, FORMAT, Keyring, MAX_MANIFEST_LEN, Manifest, Rollout, SignedKeyring,
+    SignedManifest, Urgency,
+};
+pub use types::{
+    ArtifactUrl, FieldError, HardwareRevision, KeyId, Label, Model, PublicKey, Sha256, Signature,
+    Timestamp, Version,
+};
+pub use verify::{DeviceFacts, Rejection, VerifiedRelease, verify};
