@@ -46,3 +46,14 @@ def hearth_vendor_model(vendor):
 def hearth_vendor_hw_revision(d, vendor):
     """The hardware revision SWUpdate compares: the vendor file's, plus HEARTH_HW_REVISION_SUFFIX."""
     return hearth_vendor_get(vendor, 'product.hardware_revision') + (d.getVar('HEARTH_HW_REVISION_SUFFIX') or '')
+
+def hearth_file_checksums(d, variables):
+    """file-checksums entries ("path:exists") for the files the variables name,
+    so a new key or certificate reruns the task."""
+    paths = [d.getVar(v) for v in variables.split()]
+    return ' '.join('%s:%s' % (p, os.path.exists(p)) for p in paths if p)
+
+def hearth_require_distro(d):
+    """Skip a recipe that only makes sense in the Hearth distro."""
+    if not bb.utils.contains('DISTRO_FEATURES', 'hearth', True, False, d):
+        raise bb.parse.SkipRecipe("%s is built only by the Hearth distro (DISTRO_FEATURES has no 'hearth')" % d.getVar('PN'))

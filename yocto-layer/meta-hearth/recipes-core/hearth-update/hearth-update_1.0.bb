@@ -11,7 +11,11 @@ LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda
 # its placeholders are documented in yocto-layer/README.md.
 SRC_URI = "file://sw-description"
 
-inherit swupdate hearth-vendor-file
+inherit swupdate hearth_vendor_file
+
+python () {
+    hearth_require_distro(d)
+}
 
 IMAGE_DEPENDS = "hearth-image"
 SWUPDATE_IMAGES = "hearth-image"
@@ -33,7 +37,7 @@ HEARTH_SWU_HW_COMPATIBILITY = ""
 do_swuimage[vardeps] += "${@swupdate_find_bitbake_variables(d)} HEARTH_HW_REVISION_SUFFIX"
 do_swuimage[depends] += "hearth-vendor:do_populate_sysroot"
 # A new key or certificate must re-sign.
-do_swuimage[file-checksums] += "${HEARTH_SWU_SIGNING_CERT}:True ${HEARTH_SWU_SIGNING_KEY}:True"
+do_swuimage[file-checksums] += "${@hearth_file_checksums(d, 'HEARTH_SWU_SIGNING_CERT HEARTH_SWU_SIGNING_KEY')}"
 
 python do_swuimage:prepend() {
     for var in ('HEARTH_SWU_SIGNING_CERT', 'HEARTH_SWU_SIGNING_KEY'):
@@ -45,7 +49,6 @@ python do_swuimage:prepend() {
             bb.fatal("%s is not set for MACHINE %s: the machine has no Hearth A/B layout. "
                      "Use a machine from meta-hearth-bsp or write conf/hearth-bsp/%s.conf." % (var, d.getVar('MACHINE'), d.getVar('MACHINE')))
     vendor = hearth_vendor_load(d)
-    revision = hearth_vendor_get(vendor, 'product.hardware_revision') + (d.getVar('HEARTH_HW_REVISION_SUFFIX') or '')
     d.setVar('HEARTH_SWU_BOARD', hearth_vendor_model(vendor))
-    d.setVar('HEARTH_SWU_HW_COMPATIBILITY', '"%s"' % revision)
+    d.setVar('HEARTH_SWU_HW_COMPATIBILITY', '"%s"' % hearth_vendor_hw_revision(d, vendor))
 }

@@ -7,7 +7,11 @@ LICENSE = "MIT"
 # nooelint: oelint.var.licenseremotefile - this file is written in this layer, under the common MIT text
 LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda2f7b4f302"
 
-inherit core-image
+inherit core-image hearth_vendor_file
+
+python () {
+    hearth_require_distro(d)
+}
 
 IMAGE_INSTALL = "\
     packagegroup-core-boot \
