@@ -1,0 +1,309 @@
+//! One running device: QEMU started through `qemu/boot`, in its own process
+//! group, killed on drop.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use crate::disk::Disk;
+use crate::https;
+
+/// The line hearthd prints on the console once HTTPS is up.
+pub const READY_MARKER: &str = "hearthd: HTTPS ready on ";
+const FINGERPRINT_LABEL: &str = "certificate SHA-256 fingerprint ";
+
+#[derive(Debug)]
+pub struct Device {
+    label: String,
+    child: Option<Child>,
+    port: u16,
+    log: PathBuf,
+    boot_stderr: PathBuf,
+    qmp: PathBuf,
+    started: Instant,
+    /// Serial log bytes already consumed by `wait_for`.
+    seen: usize,
+}
+
+/// What a device showed when it became ready.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    /// The fingerprint hearthd printed on the serial console.
+    pub console_fingerprint: String,
+    /// From QEMU start to the console line.
+    pub console_after: Duration,
+    /// From QEMU start to the first 200 answer of /healthz.
+    pub https_after: Duration,
+    /// The /healthz answer (its `fingerprint` is the certificate presented).
+    pub health: HealthAnswer,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthAnswer {
+    pub status: u16,
+    pub body: String,
+    pub fingerprint: String,
+}
+
+impl Device {
+    /// Boots `disk`; `label` names this boot's serial log (`serial-<label>.log`).
+    pub fn boot(disk: &Disk, label: &str) -> Device {
+        Device::boot_with(disk, label, &[])
+    }
+
+    /// Boots with extra `qemu/boot` arguments.
+    pub fn boot_with(disk: &Disk, label: &str, extra: &[&str]) -> Device {
+        let port = free_port();
+        let log = disk.dir().join(format!("serial-{label}.log"));
+        let boot_stderr = disk.dir().join(format!("boot-{label}.stderr"));
+        let stderr = File::create(&boot_stderr).expect("boot stderr file");
+        let child = Command::new(crate::repo_root().join("qemu/boot"))
+            .arg("--no-build")
+            .arg("--image")
+            .arg(disk.image())
+            .arg("--state-dir")
+            .arg(disk.dir())
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--log")
+            .arg(&log)
+            .arg("--exit-with-parent")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            // Its own process group: QEMU and qemu/boot's helpers die together.
+            .process_group(0)
+            .spawn()
+            .expect("start qemu/boot");
+        eprintln!(
+            "[{}] {label}: QEMU started (pid {}), HTTPS on 127.0.0.1:{port}, serial log {}",
+            disk.name(),
+            child.id(),
+            log.display()
+        );
+        Device {
+            label: format!("{}/{label}", disk.name()),
+            child: Some(child),
+            port,
+            log,
+            boot_stderr,
+            qmp: disk.dir().join("qmp.sock"),
+            started: Instant::now(),
+            seen: 0,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The serial console so far.
+    pub fn serial(&self) -> String {
+        std::fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Waits for a serial line containing `needle` (after what earlier waits
+    /// consumed) and returns it.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let serial = self.serial();
+            if let Some(rest) = serial.get(self.seen..)
+                && let Some(at) = rest.find(needle)
+                && let Some(end) = rest[at..].find('\n')
+            {
+                let line_start = rest[..at].rfind('\n').map_or(0, |i| i + 1);
+                let line = rest[line_start..at + end].trim_end().to_owned();
+                self.seen += at + end;
+                return line;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "{}: QEMU ended ({status}) before the console showed {needle:?}.\n{}",
+                    self.label,
+                    self.diagnostics()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{}: the console did not show {needle:?} within {} s.\n{}",
+                    self.label,
+                    timeout.as_secs(),
+                    self.diagnostics()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Waits for hearthd's ready line, then for `/healthz` to answer over the
+    /// forwarded port.
+    pub fn wait_ready(&mut self) -> Ready {
+        let line = self.wait_for(READY_MARKER, crate::boot_timeout());
+        let console_after = self.started.elapsed();
+        let console_fingerprint = line
+            .split_once(FINGERPRINT_LABEL)
+            .map(|(_, f)| f.trim().to_owned())
+            .unwrap_or_default();
+        assert!(
+            crate::is_fingerprint(&console_fingerprint),
+            "{}: the ready line has no fingerprint in hearthd's format: {line:?}",
+            self.label
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let health = loop {
+            match https::get(self.port, "/healthz") {
+                Ok(r) if r.status == 200 => break r,
+                Ok(r) if Instant::now() > deadline => {
+                    panic!(
+                        "{}: /healthz answered {} {:?}",
+                        self.label, r.status, r.body
+                    )
+                }
+                Err(e) if Instant::now() > deadline => {
+                    panic!(
+                        "{}: /healthz did not answer over HTTPS: {e}\n{}",
+                        self.label,
+                        self.diagnostics()
+                    )
+                }
+                _ => std::thread::sleep(Duration::from_secs(1)),
+            }
+        };
+        let https_after = self.started.elapsed();
+        eprintln!(
+            "{}: ready: console after {:.1} s, HTTPS after {:.1} s, fingerprint {console_fingerprint}",
+            self.label,
+            console_after.as_secs_f64(),
+            https_after.as_secs_f64()
+        );
+        Ready {
+            console_fingerprint,
+            console_after,
+            https_after,
+            health: HealthAnswer {
+                status: health.status,
+                body: health.body,
+                fingerprint: health.fingerprint,
+            },
+        }
+    }
+
+    /// Presses the ACPI power button (QMP `system_powerdown`) and waits until
+    /// the guest has shut down and QEMU has exited.
+    pub fn powerdown(&mut self) {
+        self.qmp("system_powerdown");
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let child = self.child.as_mut().expect("device is running");
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    assert!(
+                        status.success(),
+                        "{}: QEMU exited with {status} after power-down",
+                        self.label
+                    );
+                    break;
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(500))
+                }
+                _ => panic!(
+                    "{}: the device did not power down within 180 s of the power button.\n{}",
+                    self.label,
+                    self.diagnostics()
+                ),
+            }
+        }
+        self.reap();
+        eprintln!("{}: powered down cleanly", self.label);
+    }
+
+    /// Sends one QMP command (no arguments) and waits for its answer.
+    pub fn qmp(&self, command: &str) {
+        let sock = UnixStream::connect(&self.qmp)
+            .unwrap_or_else(|e| panic!("{}: QMP socket {}: {e}", self.label, self.qmp.display()));
+        sock.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("QMP timeout");
+        let mut reader = BufReader::new(sock.try_clone().expect("QMP socket"));
+        let mut writer = sock;
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("QMP greeting");
+        for cmd in ["qmp_capabilities", command] {
+            writeln!(writer, "{{\"execute\":\"{cmd}\"}}").expect("QMP write");
+            loop {
+                line.clear();
+                reader.read_line(&mut line).expect("QMP answer");
+                assert!(!line.is_empty(), "{}: QMP closed during {cmd}", self.label);
+                assert!(
+                    !line.contains("\"error\""),
+                    "{}: QMP {cmd} failed: {line}",
+                    self.label
+                );
+                if line.contains("\"return\"") {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Kills QEMU at once (a power cut).
+    pub fn kill(&mut self) {
+        if let Some(child) = self.child.as_ref() {
+            let pgid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"));
+            // Already gone is fine: then there is nothing left to stop.
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
+        self.reap();
+    }
+
+    fn reap(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pgid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"));
+            // qemu/boot's helper processes share the group; end them too.
+            let _ = killpg(pgid, Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+
+    fn diagnostics(&self) -> String {
+        let serial = self.serial();
+        let tail: Vec<&str> = serial.lines().rev().take(40).collect();
+        let stderr = std::fs::read_to_string(&self.boot_stderr).unwrap_or_default();
+        format!(
+            "qemu/boot said:\n{stderr}\nlast serial lines:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}

@@ -1,0 +1,164 @@
+//! A device's own disk: a qcow2 overlay on the base image, in a temporary
+//! directory that also holds the firmware variables, the QMP socket and the
+//! serial logs. Dropping it removes everything.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::offline::{self, Partition};
+
+#[derive(Debug)]
+pub struct Disk {
+    dir: tempfile::TempDir,
+    image: PathBuf,
+    name: String,
+}
+
+impl Disk {
+    /// A factory-new disk for the device called `name` (used in file names).
+    pub fn fresh(name: &str) -> Disk {
+        let image = crate::image();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("hearth-{name}-"))
+            .tempdir()
+            .expect("temporary directory for the disk");
+        let status = Command::new(crate::repo_root().join("qemu/boot"))
+            .args(["--no-build", "--prepare", "--image"])
+            .arg(&image)
+            .arg("--state-dir")
+            .arg(dir.path())
+            .status()
+            .expect("run qemu/boot --prepare");
+        assert!(status.success(), "qemu/boot --prepare failed ({status})");
+        Disk {
+            dir,
+            image,
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn image(&self) -> &Path {
+        &self.image
+    }
+
+    /// The state directory given to `qemu/boot --state-dir`.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn overlay(&self) -> PathBuf {
+        self.dir.path().join("disk.qcow2")
+    }
+
+    /// Partition `number` (1-based) of the disk as it is now, copied to a raw
+    /// file in the disk's directory. The device must be powered off.
+    pub fn read_partition(&self, number: usize) -> PathBuf {
+        let part = self.partition(number);
+        let out = self.dir.path().join(format!("part{number}.raw"));
+        let status = Command::new("qemu-img")
+            .args(["convert", "-O", "raw", "--image-opts"])
+            .arg(self.opts(&part))
+            .arg(&out)
+            .status()
+            .expect("run qemu-img convert");
+        assert!(
+            status.success(),
+            "copying partition {number} out of {} failed",
+            self.overlay().display()
+        );
+        out
+    }
+
+    /// Writes a raw partition file back into the overlay (the device must be off).
+    pub fn write_partition(&self, number: usize, raw: &Path) {
+        let part = self.partition(number);
+        let len = std::fs::metadata(raw).expect("raw partition").len();
+        assert_eq!(
+            len,
+            part.size,
+            "{} is not the size of partition {number}",
+            raw.display()
+        );
+        let status = Command::new("qemu-img")
+            .args(["convert", "-n", "-f", "raw", "--target-image-opts"])
+            .arg(raw)
+            .arg(self.opts(&part))
+            .status()
+            .expect("run qemu-img convert");
+        assert!(
+            status.success(),
+            "writing partition {number} into {} failed",
+            self.overlay().display()
+        );
+    }
+
+    /// Byte ranges of the overlay that the device has written (not inherited
+    /// from the base image).
+    pub fn written_ranges(&self) -> Vec<(u64, u64)> {
+        let out = Command::new("qemu-img")
+            .args(["map", "--output=json"])
+            .arg(self.overlay())
+            .output()
+            .expect("run qemu-img map");
+        assert!(
+            out.status.success(),
+            "qemu-img map failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let map: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("qemu-img map JSON");
+        map.as_array()
+            .expect("qemu-img map gives a list")
+            .iter()
+            .filter(|e| e["depth"] == 0 && e["data"] == true)
+            .map(|e| {
+                let start = e["start"].as_u64().expect("start");
+                (start, start + e["length"].as_u64().expect("length"))
+            })
+            .collect()
+    }
+
+    pub fn partition(&self, number: usize) -> Partition {
+        offline::partitions(&self.image)
+            .into_iter()
+            .nth(number - 1)
+            .unwrap_or_else(|| panic!("{} has no partition {number}", self.image.display()))
+    }
+
+    fn opts(&self, part: &Partition) -> String {
+        format!(
+            "driver=raw,offset={},size={},file.driver=qcow2,file.file.filename={}",
+            part.offset,
+            part.size,
+            self.overlay().display()
+        )
+    }
+}
+
+impl Drop for Disk {
+    /// A failing test keeps the serial logs and qemu/boot's messages of every
+    /// boot of this disk in tests/artifacts/<name>/; the disk itself goes.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let keep = crate::artifacts_dir().join(&self.name);
+        if std::fs::create_dir_all(&keep).is_err() {
+            return;
+        }
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with("serial-") || name.starts_with("boot-") {
+                    let _ = std::fs::copy(entry.path(), keep.join(&*name));
+                }
+            }
+        }
+        eprintln!("{}: serial logs kept in {}", self.name, keep.display());
+    }
+}

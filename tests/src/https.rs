@@ -1,0 +1,145 @@
+//! An HTTPS client for the device's self-signed certificate.
+//!
+//! The device's certificate is made on the device, so no CA vouches for it.
+//! The owner checks it by its fingerprint, shown on the console; this client
+//! does the same: it accepts the certificate, records its SHA-256 fingerprint
+//! (still checking the handshake signature against it), and the tests assert
+//! that the fingerprint equals the console's.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+    /// SHA-256 fingerprint of the certificate the server presented.
+    pub fingerprint: String,
+}
+
+/// GET `path` from the device behind `127.0.0.1:port`.
+pub fn get(port: u16, path: &str) -> Result<Response, String> {
+    let verifier = Arc::new(Recorder::default());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_no_client_auth();
+    let name = ServerName::try_from("hearth.local").map_err(|e| e.to_string())?;
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    sock.set_write_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes())
+        .map_err(|e| format!("TLS handshake or request to {addr}: {e}"))?;
+    let mut raw = Vec::new();
+    match tls.read_to_end(&mut raw) {
+        Ok(_) => {}
+        // A server that closes without close_notify after a complete answer.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(format!("reading the answer from {addr}: {e}")),
+    }
+    let fingerprint = verifier
+        .seen
+        .lock()
+        .map_err(|_| "verifier lock poisoned".to_owned())?
+        .clone()
+        .ok_or("the server presented no certificate")?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("not an HTTP answer: {text:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status in {head:?}"))?;
+    Ok(Response {
+        status,
+        body: body.to_owned(),
+        fingerprint,
+    })
+}
+
+#[derive(Debug)]
+struct Recorder {
+    seen: Mutex<Option<String>>,
+    provider: CryptoProvider,
+}
+
+impl Default for Recorder {
+    fn default() -> Recorder {
+        Recorder {
+            seen: Mutex::new(None),
+            provider: rustls::crypto::ring::default_provider(),
+        }
+    }
+}
+
+impl ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        // Accepted here, judged by the test: its fingerprint must be the
+        // one on the device's console.
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Some(crate::fingerprint_of(end_entity));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

@@ -1,0 +1,99 @@
+//! The QEMU system-test harness: boots the Hearth development image and
+//! talks to it the way an owner does (serial console, HTTPS), or inspects its
+//! disk offline. The product image has no SSH and no login, so nothing here
+//! logs in.
+//!
+//! - [`Disk`]: a device's own disk, a qcow2 overlay on the base image in a
+//!   temporary directory; it outlives reboots and is removed on drop.
+//! - [`Device`]: one running QEMU (through `qemu/boot`, so tests boot exactly
+//!   what the README's command boots). QEMU runs in its own process group and
+//!   is killed on drop, also when a test panics; the serial log is then kept
+//!   in `tests/artifacts/`.
+//! - [`https`]: a TLS client that accepts the device's self-signed
+//!   certificate but records its SHA-256 fingerprint, so tests compare it with
+//!   the one the device printed on its console.
+//! - [`offline`]: partitions, `debugfs` and `mtools` on images and overlays.
+//!
+//! Environment: `HEARTH_IMAGE` (default `qemu/out/hearth-dev.img`),
+//! `HEARTH_ACCEL` (default `tcg`), `HEARTH_BOOT_TIMEOUT` (seconds, default 600).
+
+mod device;
+mod disk;
+pub mod https;
+pub mod offline;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use device::{Device, Ready};
+pub use disk::Disk;
+
+/// The repository root (this crate lives in `tests/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The image under test. Panics with what to do when it does not exist.
+pub fn image() -> PathBuf {
+    let path = match std::env::var_os("HEARTH_IMAGE") {
+        Some(p) => PathBuf::from(p),
+        None => repo_root().join("qemu/out/hearth-dev.img"),
+    };
+    assert!(
+        path.is_file(),
+        "There is no image at {}: run qemu/build-image first (tests/run does), or point HEARTH_IMAGE at one.",
+        path.display()
+    );
+    path.canonicalize().expect("image path")
+}
+
+/// How long a boot may take before the test gives up.
+pub fn boot_timeout() -> Duration {
+    let secs = std::env::var("HEARTH_BOOT_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    Duration::from_secs(secs)
+}
+
+/// Where failing tests leave their serial logs.
+pub fn artifacts_dir() -> PathBuf {
+    repo_root().join("tests/artifacts")
+}
+
+/// The fingerprint format hearthd prints: 32 upper-case hex bytes with colons.
+pub fn is_fingerprint(s: &str) -> bool {
+    s.len() == 95
+        && s.split(':').all(|b| {
+            b.len() == 2
+                && b.chars()
+                    .all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c))
+        })
+}
+
+/// SHA-256 of a DER certificate, formatted like hearthd's console line.
+pub fn fingerprint_of(der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    digest
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_look_like_the_console_line() {
+        let f = fingerprint_of(b"x");
+        assert!(is_fingerprint(&f), "{f}");
+        assert!(!is_fingerprint(&f.to_lowercase()));
+        assert!(!is_fingerprint(&f[3..]));
+    }
+}
