@@ -111,10 +111,7 @@ impl Access {
         let credentials = match store.read_bytes(RECORD) {
             Ok(json) => Credentials::load(&json),
             Err(StoreError::Missing { .. }) => Credentials::missing(),
-            Err(StoreError::Corrupt { reason, .. }) => {
-                tracing::error!(%reason, "the credential record is damaged");
-                Credentials::load(&[])
-            }
+            Err(StoreError::Corrupt { reason, .. }) => Credentials::corrupt(reason),
             Err(error) => return Err(error.into()),
         };
         if let credentials::claim::CredentialState::Broken { reason } = credentials.state() {

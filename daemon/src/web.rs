@@ -191,6 +191,39 @@ fn storage_error(error: crate::persist::StoreError) -> ApiError {
     ApiError(AccessError::Store(error))
 }
 
+/// A JSON request body whose rejection is an API error like any other:
+/// 415 without `Content-Type: application/json` (which also keeps plain
+/// cross-site form posts out), 400 for anything that is not the documented
+/// shape.
+struct Body<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = Response;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        use axum::extract::rejection::JsonRejection;
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => {
+                let (status, code) = match rejection {
+                    JsonRejection::MissingJsonContentType(_) => {
+                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                    }
+                    _ => (StatusCode::BAD_REQUEST, "bad_request"),
+                };
+                let message = format!(
+                    "The request could not be read ({}). Send the JSON body that api.yaml describes.",
+                    rejection.body_text()
+                );
+                Err((status, Json(json!({ "error": code, "message": message }))).into_response())
+            }
+        }
+    }
+}
+
 /// The session cookie, read from the request.
 struct CookieJar(Option<String>);
 
@@ -297,6 +330,7 @@ async fn api_state(State(state): Shared) -> Json<serde_json::Value> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SetupRequest {
     setup_code: String,
     password: String,
@@ -306,7 +340,7 @@ struct SetupRequest {
 async fn api_setup(
     State(state): Shared,
     ClientAddr(client): ClientAddr,
-    Json(request): Json<SetupRequest>,
+    Body(request): Body<SetupRequest>,
 ) -> Result<Response, ApiError> {
     let session = state
         .access
@@ -325,6 +359,7 @@ async fn api_setup(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct LoginRequest {
     password: String,
 }
@@ -332,7 +367,7 @@ struct LoginRequest {
 async fn api_login(
     State(state): Shared,
     ClientAddr(client): ClientAddr,
-    Json(request): Json<LoginRequest>,
+    Body(request): Body<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let session = state
         .access
@@ -395,6 +430,7 @@ async fn api_dashboard(State(state): Shared, _owner: Owner) -> Json<serde_json::
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PlugRequest {
     on: bool,
 }
@@ -402,7 +438,7 @@ struct PlugRequest {
 async fn api_plug(
     State(state): Shared,
     _owner: Owner,
-    Json(request): Json<PlugRequest>,
+    Body(request): Body<PlugRequest>,
 ) -> Result<Json<crate::plug::PlugState>, ApiError> {
     state
         .plug
@@ -412,6 +448,7 @@ async fn api_plug(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PasswordRequest {
     current_password: String,
     password: String,
@@ -422,7 +459,7 @@ async fn api_password(
     State(state): Shared,
     ClientAddr(client): ClientAddr,
     owner: Owner,
-    Json(request): Json<PasswordRequest>,
+    Body(request): Body<PasswordRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     state
         .access
@@ -444,7 +481,7 @@ async fn api_settings(State(state): Shared, _owner: Owner) -> Json<Settings> {
 async fn api_put_settings(
     State(state): Shared,
     _owner: Owner,
-    Json(settings): Json<Settings>,
+    Body(settings): Body<Settings>,
 ) -> Result<Json<Settings>, ApiError> {
     state
         .settings

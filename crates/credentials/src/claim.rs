@@ -239,6 +239,15 @@ impl Credentials {
         })
     }
 
+    /// The stored record failed its integrity check: fail closed.
+    pub fn corrupt(reason: impl Into<String>) -> Self {
+        Self {
+            state: CredentialState::Broken {
+                reason: BrokenReason::Corrupt(reason.into()),
+            },
+        }
+    }
+
     /// The record should exist but does not: fail closed.
     pub fn missing() -> Self {
         Self {
