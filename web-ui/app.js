@@ -100,7 +100,7 @@ function renderDashboard(data) {
   show('disclosure-contact', data.disclosure.contact);
   show('update-status', data.update.message);
   const notice = document.getElementById('support-notice');
-  notice.hidden = data.support.state === 'supported';
+  notice.hidden = data.support.state === 'inside';
   notice.textContent = data.support.sentence;
   show('plug-state', data.plug.on ? 'on' : 'off');
   const toggle = document.getElementById('plug-toggle');
