@@ -1,0 +1,291 @@
+//! `manifest` (alias `sign`): the signed manifest for a built `.swu`.
+//!
+//! Model, hardware revisions and version are read from the `.swu`'s own
+//! sw-description, so the manifest cannot describe another build. The
+//! artifact's size and SHA-256 are computed here. The result is checked
+//! with the device's own `update_manifest::verify` before it is written.
+
+use std::fs;
+use std::path::PathBuf;
+
+use update_manifest::{
+    Artifact, ArtifactUrl, DeviceFacts, FORMAT, HardwareRevision, Label, Manifest, Model, Rollout,
+    SignedKeyring, Timestamp, TrustedRoot, Urgency, Version,
+};
+
+use super::build::hash_file;
+use super::certify::load_keyring;
+use crate::keyfiles::{KeyFiles, write_replace};
+use crate::{Error, cli, swu};
+
+const HELP: &str = "usage: hearth-release manifest --artifact FILE.swu --key PREFIX --keyring FILE --root PREFIX --base-url URL --security-version N --release-notes URL --out FILE [options]
+  --key PREFIX           the release-signing key (PREFIX.key.pem)
+  --keyring FILE         the root-signed key ring that certifies it (embedded in the manifest)
+  --root PREFIX          the root's public key (PREFIX.pub.pem), to check the key ring
+  --base-url URL         https base; the artifact URL is BASE/MODEL/VERSION/FILE (see publish)
+  --mirror URL           another https base serving the same tree (repeatable, up to 3)
+  --security-version N   anti-rollback counter; raise it with every security fix
+  --release-notes URL    https page for people
+  --urgency security|feature  (default feature)
+  --min-installed-version X.Y.Z  (default 0.0.0)
+  --expires-days N       devices refuse the manifest after N days (default 30); re-sign to extend
+  --rollout-start TIME   YYYY-MM-DDTHH:MM:SSZ (default now)
+  --spread-hours N       spread the fleet over N hours (default 0)
+  --product TEXT         product name (default Hearth)
+  --dev                  allow development keys";
+
+/// Parses and runs.
+pub fn main(p: &mut lexopt::Parser) -> Result<(), Error> {
+    use lexopt::prelude::*;
+    let mut a = Args::default();
+    let mut req: [Option<String>; 8] = Default::default();
+    let names = [
+        "artifact",
+        "key",
+        "keyring",
+        "root",
+        "base-url",
+        "security-version",
+        "release-notes",
+        "out",
+    ];
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long(name) if names.contains(&name) => {
+                let i = names.iter().position(|n| *n == name).unwrap_or(0);
+                req[i] = Some(cli::string(p)?);
+            }
+            Long("mirror") => a.mirrors.push(cli::string(p)?),
+            Long("urgency") => {
+                a.urgency = match cli::string(p)?.as_str() {
+                    "security" => Urgency::Security,
+                    "feature" => Urgency::Feature,
+                    other => {
+                        return Err(Error::Usage(format!(
+                            "--urgency {other:?}: use security or feature"
+                        )));
+                    }
+                }
+            }
+            Long("min-installed-version") => {
+                a.min_installed_version = cli::parse(p, "min-installed-version")?
+            }
+            Long("expires-days") => a.expires_days = cli::parse(p, "expires-days")?,
+            Long("rollout-start") => a.rollout_start = Some(cli::parse(p, "rollout-start")?),
+            Long("spread-hours") => a.spread_hours = cli::parse(p, "spread-hours")?,
+            Long("product") => a.product = cli::parse(p, "product")?,
+            Long("dev") => a.dev = true,
+            Long("help") => return cli::help(HELP),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let mut take = |i: usize| cli::required(req[i].take(), names[i]);
+    a.artifact = take(0)?.into();
+    a.key = take(1)?.into();
+    a.keyring = take(2)?.into();
+    a.root = take(3)?.into();
+    a.base_url = take(4)?;
+    a.security_version = take(5)?
+        .parse()
+        .map_err(|e| Error::Usage(format!("--security-version: {e}")))?;
+    a.release_notes = take(6)?.parse()?;
+    a.out = take(7)?.into();
+    let m = run(&a)?;
+    eprintln!(
+        "hearth-release: manifest for {} {} ({} bytes, sha256 {}) written to {}; it expires {}",
+        m.model,
+        m.version,
+        m.artifact.size,
+        m.artifact.sha256,
+        a.out.display(),
+        m.expires
+    );
+    Ok(())
+}
+
+/// Options.
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// The `.swu`.
+    pub artifact: PathBuf,
+    /// Signing key files.
+    pub key: PathBuf,
+    /// Key ring file.
+    pub keyring: PathBuf,
+    /// Root key files (public part).
+    pub root: PathBuf,
+    /// https base URL.
+    pub base_url: String,
+    /// Mirror base URLs.
+    pub mirrors: Vec<String>,
+    /// Security version.
+    pub security_version: u32,
+    /// Release notes.
+    pub release_notes: ArtifactUrl,
+    /// Output file.
+    pub out: PathBuf,
+    /// Urgency.
+    pub urgency: Urgency,
+    /// Minimum installed version.
+    pub min_installed_version: Version,
+    /// Days until expiry.
+    pub expires_days: u32,
+    /// Rollout start.
+    pub rollout_start: Option<Timestamp>,
+    /// Rollout spread.
+    pub spread_hours: u32,
+    /// Product name.
+    pub product: Label,
+    /// Allow development keys.
+    pub dev: bool,
+}
+
+impl Default for Args {
+    fn default() -> Args {
+        Args {
+            artifact: PathBuf::new(),
+            key: PathBuf::new(),
+            keyring: PathBuf::new(),
+            root: PathBuf::new(),
+            base_url: String::new(),
+            mirrors: Vec::new(),
+            security_version: 0,
+            release_notes: "https://example.invalid/"
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
+            out: PathBuf::new(),
+            urgency: Urgency::Feature,
+            min_installed_version: Version::new(0, 0, 0),
+            expires_days: 30,
+            rollout_start: None,
+            spread_hours: 0,
+            product: "Hearth".parse().unwrap_or_else(|_| unreachable!()),
+            dev: false,
+        }
+    }
+}
+
+/// The artifact's URL under `base`: BASE/MODEL/VERSION/FILE.
+pub fn artifact_url(
+    base: &str,
+    model: &Model,
+    version: &Version,
+    file: &str,
+) -> Result<ArtifactUrl, Error> {
+    Ok(format!("{}/{model}/{version}/{file}", base.trim_end_matches('/')).parse()?)
+}
+
+/// Writes the signed manifest; returns it.
+pub fn run(a: &Args) -> Result<Manifest, Error> {
+    let now = Timestamp::now();
+    let key_files = KeyFiles::new(&a.key);
+    let key = key_files.load_private()?;
+    key_files.refuse_dev(&key.key_id(), a.dev)?;
+    let root_files = KeyFiles::new(&a.root);
+    let root = TrustedRoot::new(root_files.load_public()?);
+    root_files.refuse_dev(&root.key_id(), a.dev)?;
+    let keyring: SignedKeyring = load_keyring(&a.keyring, &root)?;
+    keyring
+        .verify(&root, now, 0)
+        .map_err(|e| Error::Msg(format!("{}: {e}", a.keyring.display())))?;
+    let entry = keyring.keyring.key(&key.key_id()).ok_or_else(|| {
+        Error::Msg(format!(
+            "{} does not certify key {}; run hearth-release certify first",
+            a.keyring.display(),
+            key.key_id()
+        ))
+    })?;
+    if now < entry.not_before || now >= entry.not_after {
+        return Err(Error::Msg(format!(
+            "key {} is certified from {} until {}, not now; rotate to a current key",
+            key.key_id(),
+            entry.not_before,
+            entry.not_after
+        )));
+    }
+
+    // Read what was built.
+    let (sha256, _, size) = hash_file(&a.artifact, "hashing")?;
+    let f = fs::File::open(&a.artifact).map_err(Error::io(&a.artifact))?;
+    let entries = swu::read_entries(std::io::BufReader::new(f))?;
+    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    if names.len() < 3 || names[0] != "sw-description" || names[1] != "sw-description.sig" {
+        return Err(Error::Msg(format!(
+            "{}: expected sw-description, sw-description.sig and an image, found {names:?}",
+            a.artifact.display()
+        )));
+    }
+    let text = String::from_utf8_lossy(&entries[0].data);
+    let facts = swu::describe(&text)?;
+    for e in &entries[2..] {
+        if !facts.sha256s.contains(&e.sha256.to_string()) {
+            return Err(Error::Msg(format!(
+                "{}: sw-description has no sha256 for {}",
+                a.artifact.display(),
+                e.name
+            )));
+        }
+    }
+    let model: Model = facts.board.parse()?;
+    let version: Version = facts.version.parse()?;
+    let hardware_revisions = facts
+        .hw_revisions
+        .iter()
+        .map(|r| r.parse::<HardwareRevision>())
+        .collect::<Result<Vec<_>, _>>()?;
+    if a.min_installed_version >= version {
+        return Err(Error::Usage(format!(
+            "--min-installed-version {} must be below the release version {version}",
+            a.min_installed_version
+        )));
+    }
+    let file = a
+        .artifact
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut urls = vec![artifact_url(&a.base_url, &model, &version, &file)?];
+    for m in &a.mirrors {
+        urls.push(artifact_url(m, &model, &version, &file)?);
+    }
+
+    let manifest = Manifest {
+        format: FORMAT,
+        product: a.product.clone(),
+        model,
+        hardware_revisions,
+        version,
+        security_version: a.security_version,
+        min_installed_version: a.min_installed_version,
+        urgency: a.urgency,
+        release_notes: a.release_notes.clone(),
+        artifact: Artifact { urls, size, sha256 },
+        rollout: Rollout {
+            start: a.rollout_start.unwrap_or(now),
+            spread_hours: a.spread_hours,
+        },
+        issued: now,
+        expires: now.plus_seconds(i64::from(a.expires_days) * 86_400),
+        key_id: key.key_id(),
+    };
+    let signed = manifest
+        .clone()
+        .sign(&key, keyring)
+        .map_err(|source| Error::Key {
+            path: key_files.key(),
+            source,
+        })?;
+    let bytes = signed.to_json();
+    // Check it the way a device of this model would, before publishing.
+    let device = DeviceFacts {
+        model: manifest.model.clone(),
+        hardware_revision: manifest.hardware_revisions[0].clone(),
+        installed_version: manifest.min_installed_version,
+        security_floor: manifest.security_version,
+        keyring_floor: 0,
+        max_artifact_size: size,
+    };
+    update_manifest::verify(&bytes, &root, &device, now)?;
+    write_replace(&a.out, &bytes)?;
+    Ok(manifest)
+}

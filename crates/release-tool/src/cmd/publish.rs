@@ -1,0 +1,150 @@
+//! `publish`: lay out a release for any static HTTPS server or CDN.
+//!
+//! The artifact goes where its first URL in the manifest points (the path
+//! part, below `--out`), the manifest beside it as `manifest.json`, and
+//! the model's `latest.json` last, so a server never offers a manifest
+//! whose artifact is not there yet. A published version is immutable:
+//! publishing different bytes under the same path is refused.
+//!
+//! ```text
+//! OUT/<base path>/<model>/latest.json
+//! OUT/<base path>/<model>/<version>/manifest.json
+//! OUT/<base path>/<model>/<version>/<file>.swu
+//! ```
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use update_manifest::{ArtifactChecker, MAX_MANIFEST_LEN, SignedManifest};
+
+use crate::keyfiles::{tmp_name, write_replace};
+use crate::{Error, cli, progress};
+
+const HELP: &str = "usage: hearth-release publish --manifest FILE --artifact FILE.swu --out DIR
+  DIR is the web root of the host named in the manifest's artifact URL";
+
+/// Parses and runs.
+pub fn main(p: &mut lexopt::Parser) -> Result<(), Error> {
+    use lexopt::prelude::*;
+    let (mut manifest, mut artifact, mut out) = (None, None, None);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("manifest") => manifest = Some(cli::path(p)?),
+            Long("artifact") => artifact = Some(cli::path(p)?),
+            Long("out") => out = Some(cli::path(p)?),
+            Long("help") => return cli::help(HELP),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let written = run(
+        &cli::required(manifest, "manifest")?,
+        &cli::required(artifact, "artifact")?,
+        &cli::required(out, "out")?,
+    )?;
+    for w in written {
+        eprintln!("hearth-release: published {}", w.display());
+    }
+    Ok(())
+}
+
+/// The relative path of a URL path, refusing anything that could leave
+/// the output directory.
+fn safe_relative(url_path: &str) -> Result<PathBuf, Error> {
+    let segments: Vec<&str> = url_path.trim_start_matches('/').split('/').collect();
+    let ok = segments.len() >= 3
+        && segments.iter().all(|s| {
+            !s.is_empty()
+                && *s != "."
+                && *s != ".."
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
+        });
+    if !ok {
+        return Err(Error::Msg(format!(
+            "the artifact URL path {url_path:?} must be BASE/MODEL/VERSION/FILE made of letters, digits and -._~"
+        )));
+    }
+    Ok(segments.iter().collect())
+}
+
+/// Publishes; returns the files written.
+pub fn run(manifest: &Path, artifact: &Path, out: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut bytes = Vec::new();
+    fs::File::open(manifest)
+        .and_then(|f| f.take(MAX_MANIFEST_LEN as u64 + 1).read_to_end(&mut bytes))
+        .map_err(Error::io(manifest))?;
+    let signed = SignedManifest::from_json(&bytes)?;
+    let m = &signed.manifest;
+    let rel = safe_relative(m.artifact.urls[0].path())?;
+    let target = out.join(&rel);
+    let version_dir = target
+        .parent()
+        .ok_or_else(|| Error::Msg("artifact URL has no directory".into()))?
+        .to_owned();
+    let model_dir = version_dir
+        .parent()
+        .ok_or_else(|| Error::Msg("artifact URL has no model directory".into()))?
+        .to_owned();
+
+    // The artifact must be the one the manifest describes.
+    let mut checker = ArtifactChecker::new(m.artifact.sha256, m.artifact.size);
+    copy_checked(artifact, None, &mut checker)?;
+    checker.finish()?;
+
+    fs::create_dir_all(&version_dir).map_err(Error::io(&version_dir))?;
+    if target.exists() {
+        let mut again = ArtifactChecker::new(m.artifact.sha256, m.artifact.size);
+        copy_checked(&target, None, &mut again)?;
+        again.finish().map_err(|_| {
+            Error::Msg(format!(
+                "{} already holds a different artifact; a published version is immutable, release a new version",
+                target.display()
+            ))
+        })?;
+    } else {
+        let tmp = tmp_name(&target);
+        let mut check = ArtifactChecker::new(m.artifact.sha256, m.artifact.size);
+        copy_checked(artifact, Some(&tmp), &mut check)?;
+        check.finish()?;
+        fs::rename(&tmp, &target).map_err(Error::io(&target))?;
+    }
+    let version_manifest = version_dir.join("manifest.json");
+    let latest = model_dir.join("latest.json");
+    write_replace(&version_manifest, &bytes)?;
+    write_replace(&latest, &bytes)?;
+    Ok(vec![target, version_manifest, latest])
+}
+
+/// Streams `from` through `checker`, copying to `to` when given.
+fn copy_checked(
+    from: &Path,
+    to: Option<&Path>,
+    checker: &mut ArtifactChecker,
+) -> Result<(), Error> {
+    use std::io::Write;
+    let mut input = fs::File::open(from).map_err(Error::io(from))?;
+    let len = input.metadata().map_err(Error::io(from))?.len();
+    let mut output = match to {
+        Some(p) => Some(fs::File::create(p).map_err(Error::io(p))?),
+        None => None,
+    };
+    let bar = progress::bytes(len, if to.is_some() { "copying" } else { "checking" });
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = input.read(&mut buf).map_err(Error::io(from))?;
+        if n == 0 {
+            break;
+        }
+        checker.update(&buf[..n])?;
+        if let (Some(o), Some(p)) = (output.as_mut(), to) {
+            o.write_all(&buf[..n]).map_err(Error::io(p))?;
+        }
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
+    if let (Some(o), Some(p)) = (output, to) {
+        o.sync_all().map_err(Error::io(p))?;
+    }
+    Ok(())
+}
