@@ -93,7 +93,7 @@ pub fn run(layers: &[Layer]) -> Result<(), Error> {
         firmware_version: FIRMWARE_VERSION,
         access: access::Access::new(store.clone(), credentials, policy),
         plug: plug::Plug::open(store.clone()),
-        settings: settings::SettingsStore::open(store),
+        settings: settings::open(store),
         vendor,
     });
     banner(&state, first_boot.as_ref());

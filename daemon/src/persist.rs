@@ -18,6 +18,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
@@ -236,6 +237,49 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(StoreError::Io { path, source }),
         }
+    }
+}
+
+/// A record kept in memory and in the store: reading is free, and a change
+/// reaches the disk before it reaches memory.
+#[derive(Debug)]
+pub struct Cached<T> {
+    store: Arc<Store>,
+    name: &'static str,
+    value: Mutex<T>,
+}
+
+impl<T: Serialize + DeserializeOwned + Clone + Default> Cached<T> {
+    /// For records whose default is safe (settings, the relay): a missing
+    /// record is the default, and a damaged one is reported and replaced by
+    /// the default at the next change.
+    pub fn open(store: Arc<Store>, name: &'static str) -> Cached<T> {
+        let value = store.read_optional(name).unwrap_or_else(|error| {
+            tracing::warn!(%error, "using the default instead");
+            None
+        });
+        Cached {
+            store,
+            name,
+            value: Mutex::new(value.unwrap_or_default()),
+        }
+    }
+
+    pub fn get(&self) -> T {
+        self.lock().clone()
+    }
+
+    pub fn set(&self, value: T) -> Result<(), StoreError> {
+        let mut current = self.lock();
+        self.store.write(self.name, &value)?;
+        *current = value;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+        self.value
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
