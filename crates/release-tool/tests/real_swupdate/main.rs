@@ -1,0 +1,682 @@
+//! The release tool end to end with the real Debian `swupdate` 2022.12:
+//! `keygen → certify → build → manifest → verify`, then an install into a
+//! file-backed slot through `swupdate-rs`, and every tampering case refused
+//! with the slots untouched.
+//!
+//! Needs `swupdate`, `openssl`, `zstd` and `unshare` (root, or unprivileged
+//! user namespaces); see `swupdate_daemon.rs`.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+mod swupdate_daemon;
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use swupdate_daemon::Daemon;
+use swupdate_rs::InstallRequest;
+use update_manifest::{
+    CheckedReader, DeviceFacts, Rejection, SignedKeyring, SignedManifest, SigningKey, Timestamp,
+    TrustedRoot,
+};
+
+const MODEL: &str = "HRH-1";
+const REV: &str = "A";
+const IMAGE_SIZE: usize = 256 * 1024;
+
+/// A deterministic pseudo-random image of IMAGE_SIZE bytes.
+fn image(seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..IMAGE_SIZE)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Runs hearth-release; returns (success, stderr).
+fn tool(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth-release"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.success(), stderr)
+}
+
+fn tool_ok(dir: &Path, args: &[&str]) -> String {
+    let (ok, stderr) = tool(dir, args);
+    assert!(ok, "hearth-release {args:?} failed:\n{stderr}");
+    stderr
+}
+
+/// The vendor's side: a directory with a root, a certified signing key and
+/// a key ring, made with the tool.
+struct Vendor {
+    dir: tempfile::TempDir,
+}
+
+impl Vendor {
+    fn new() -> Vendor {
+        let dir = tempfile::Builder::new()
+            .prefix("hearth-release-vendor-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let v = Vendor { dir };
+        v.run(&["keygen", "--role", "root", "--out", "root"]);
+        v.run(&["keygen", "--role", "signing", "--out", "signer"]);
+        v.run(&[
+            "certify",
+            "--root",
+            "root",
+            "--key",
+            "signer",
+            "--keyring",
+            "keyring.json",
+        ]);
+        v
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn run(&self, args: &[&str]) -> String {
+        tool_ok(self.dir.path(), args)
+    }
+    fn try_run(&self, args: &[&str]) -> (bool, String) {
+        tool(self.dir.path(), args)
+    }
+    fn root_cert(&self) -> PathBuf {
+        self.path("root.cert.pem")
+    }
+    fn trusted_root(&self) -> TrustedRoot {
+        TrustedRoot::from_pem(&fs::read_to_string(self.path("root.pub.pem")).unwrap()).unwrap()
+    }
+    /// Builds `name.swu` for slots of `d`, signed by `signer`.
+    fn build(&self, d: &Daemon, name: &str, version: &str, signer: &str, image: &[u8]) -> PathBuf {
+        let rootfs = self.path(&format!("{name}.ext4"));
+        fs::write(&rootfs, image).unwrap();
+        let out = format!("{name}.swu");
+        self.run(&[
+            "build",
+            "--rootfs",
+            rootfs.to_str().unwrap(),
+            "--version",
+            version,
+            "--model",
+            MODEL,
+            "--hw-revision",
+            REV,
+            "--signer",
+            signer,
+            "--slot-a",
+            d.slot_a.to_str().unwrap(),
+            "--slot-b",
+            d.slot_b.to_str().unwrap(),
+            "--rootfs-name",
+            "hearth-image.rootfs.ext4.zst",
+            "--out",
+            &out,
+        ]);
+        self.path(&out)
+    }
+    /// Signs a manifest for `swu` with `key`; extra options appended.
+    fn manifest(&self, swu: &Path, key: &str, extra: &[&str]) -> PathBuf {
+        // A fresh name each time: earlier manifests stay valid test inputs.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stem = swu.file_stem().unwrap().to_string_lossy();
+        let out = format!("{stem}.{n}.manifest.json");
+        let mut args = vec![
+            "manifest",
+            "--artifact",
+            swu.to_str().unwrap(),
+            "--key",
+            key,
+            "--keyring",
+            "keyring.json",
+            "--root",
+            "root",
+            "--base-url",
+            "https://updates.example.com/hearth",
+            "--security-version",
+            "2",
+            "--release-notes",
+            "https://example.com/notes",
+            "--out",
+            &out,
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args);
+        self.path(&out)
+    }
+    /// `hearth-release verify` as the device of `facts` at `now`.
+    fn verify(
+        &self,
+        manifest: &Path,
+        swu: &Path,
+        facts: &DeviceFacts,
+        now: Timestamp,
+    ) -> (bool, String) {
+        let (floor, kfloor, max, inst, now) = (
+            facts.security_floor.to_string(),
+            facts.keyring_floor.to_string(),
+            facts.max_artifact_size.to_string(),
+            facts.installed_version.to_string(),
+            now.to_string(),
+        );
+        self.try_run(&[
+            "verify",
+            "--root",
+            "root",
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--artifact",
+            swu.to_str().unwrap(),
+            "--model",
+            facts.model.as_str(),
+            "--hw-revision",
+            facts.hardware_revision.as_str(),
+            "--installed-version",
+            &inst,
+            "--security-floor",
+            &floor,
+            "--keyring-floor",
+            &kfloor,
+            "--max-artifact-size",
+            &max,
+            "--now",
+            &now,
+        ])
+    }
+}
+
+fn facts() -> DeviceFacts {
+    DeviceFacts {
+        model: MODEL.parse().unwrap(),
+        hardware_revision: REV.parse().unwrap(),
+        installed_version: "1.0.0".parse().unwrap(),
+        security_floor: 2,
+        keyring_floor: 1,
+        max_artifact_size: 64 << 20,
+    }
+}
+
+/// What a device does: verify the manifest with the shared code, check
+/// the whole artifact (this test device has it locally, as after a full
+/// download), then stream it into SWUpdate through the checker.
+fn device_install(
+    d: &Daemon,
+    root: &TrustedRoot,
+    manifest: &Path,
+    swu: &Path,
+    facts: &DeviceFacts,
+    now: Timestamp,
+) -> Result<u64, String> {
+    let release = update_manifest::verify(&fs::read(manifest).unwrap(), root, facts, now)
+        .map_err(|e| format!("manifest: {e}"))?;
+    let mut pre = release.artifact_checker();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut f = fs::File::open(swu).unwrap();
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        pre.update(&buf[..n])
+            .map_err(|e| format!("artifact: {e}"))?;
+    }
+    pre.finish().map_err(|e| format!("artifact: {e}"))?;
+    let reader = CheckedReader::new(fs::File::open(swu).unwrap(), release.artifact_checker());
+    let report = d
+        .client
+        .install(&InstallRequest::default(), reader)
+        .map_err(|e| format!("swupdate: {e}"))?;
+    Ok(report.bytes_written)
+}
+
+/// Both the tool's `verify` and the device refuse; nothing is written.
+#[allow(clippy::too_many_arguments)]
+fn assert_refused(
+    case: &str,
+    v: &Vendor,
+    d: &Daemon,
+    manifest: &Path,
+    swu: &Path,
+    device: &DeviceFacts,
+    now: Timestamp,
+    expect: &str,
+) {
+    let (ok, stderr) = v.verify(manifest, swu, device, now);
+    assert!(!ok, "{case}: hearth-release verify accepted it");
+    assert!(
+        stderr.contains(expect),
+        "{case}: verify said {stderr:?}, expected {expect:?}"
+    );
+    let err = device_install(d, &v.trusted_root(), manifest, swu, device, now).unwrap_err();
+    assert!(
+        err.contains(expect),
+        "{case}: device said {err:?}, expected {expect:?}"
+    );
+    println!("{case}: refused: {}", stderr.trim());
+    d.assert_untouched(case);
+}
+
+/// Rewrites `version = "1.1.0"` in the archive's sw-description to
+/// "1.9.0" and fixes the cpio checksum, leaving the signature as it was.
+fn tamper_sw_description(swu: &[u8]) -> Vec<u8> {
+    let mut out = swu.to_vec();
+    let size = usize::from_str_radix(std::str::from_utf8(&out[54..62]).unwrap(), 16).unwrap();
+    let data = 128..128 + size; // 110-byte header + "sw-description\0" + padding
+    let text = String::from_utf8(out[data.clone()].to_vec()).unwrap();
+    let forged = text.replacen("version = \"1.1.0\"", "version = \"1.9.0\"", 1);
+    assert_ne!(text, forged);
+    out[data.clone()].copy_from_slice(forged.as_bytes());
+    let sum = out[data]
+        .iter()
+        .fold(0u32, |a, &b| a.wrapping_add(u32::from(b)));
+    out[102..110].copy_from_slice(format!("{sum:08x}").as_bytes());
+    out
+}
+
+#[test]
+fn keygen_certify_build_verify_then_install_writes_the_image_into_slot_b() {
+    let v = Vendor::new();
+    let d = Daemon::start(&v.root_cert(), MODEL, REV, IMAGE_SIZE);
+    let img = image(1);
+    let swu = v.build(&d, "good", "1.1.0", "signer", &img);
+    let manifest = v.manifest(&swu, "signer", &[]);
+    let (ok, stderr) = v.verify(&manifest, &swu, &facts(), Timestamp::now());
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("CMS signature verifies"), "{stderr}");
+
+    let written = device_install(
+        &d,
+        &v.trusted_root(),
+        &manifest,
+        &swu,
+        &facts(),
+        Timestamp::now(),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+    assert_eq!(written, fs::metadata(&swu).unwrap().len());
+    assert_eq!(
+        fs::read(&d.slot_b).unwrap(),
+        img,
+        "slot B must hold the image"
+    );
+    assert!(
+        fs::read(&d.slot_a)
+            .unwrap()
+            .iter()
+            .all(|&b| b == swupdate_daemon::SLOT_FILL)
+    );
+    // The template's bootenv armed one trial boot of slot B.
+    assert_eq!(d.grubenv_var("hearth_slot").as_deref(), Some("B"));
+    assert_eq!(d.grubenv_var("upgrade_available").as_deref(), Some("1"));
+    assert_eq!(d.grubenv_var("bootcount").as_deref(), Some("0"));
+
+    // publish lays it out for a static server; the served bytes verify.
+    let www = v.path("www");
+    v.run(&[
+        "publish",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--artifact",
+        swu.to_str().unwrap(),
+        "--out",
+        www.to_str().unwrap(),
+    ]);
+    let served = www.join("hearth/HRH-1/1.1.0/good.swu");
+    assert_eq!(fs::read(&served).unwrap(), fs::read(&swu).unwrap());
+    assert_eq!(
+        fs::read(www.join("hearth/HRH-1/latest.json")).unwrap(),
+        fs::read(&manifest).unwrap()
+    );
+}
+
+#[test]
+fn every_tampering_case_is_refused_and_the_slots_stay_untouched() {
+    let v = Vendor::new();
+    let d = Daemon::start(&v.root_cert(), MODEL, REV, IMAGE_SIZE);
+    let now = Timestamp::now();
+    let img = image(2);
+    let swu = v.build(&d, "good", "1.1.0", "signer", &img);
+    let manifest = v.manifest(&swu, "signer", &[]);
+    let good = fs::read(&swu).unwrap();
+
+    // A flipped byte in the image.
+    let flipped = v.path("flipped.swu");
+    let mut bytes = good.clone();
+    let at = bytes.len() - 1000;
+    bytes[at] ^= 0x01;
+    fs::write(&flipped, &bytes).unwrap();
+    assert_refused(
+        "flipped image byte",
+        &v,
+        &d,
+        &manifest,
+        &flipped,
+        &facts(),
+        now,
+        "sha256",
+    );
+
+    // A tampered sw-description (cpio checksum fixed, signature not).
+    let tampered = v.path("tampered.swu");
+    fs::write(&tampered, tamper_sw_description(&good)).unwrap();
+    assert_refused(
+        "tampered sw-description",
+        &v,
+        &d,
+        &manifest,
+        &tampered,
+        &facts(),
+        now,
+        "sha256",
+    );
+    // Streamed straight into SWUpdate, past the manifest: the CMS check
+    // refuses it before anything is written.
+    let e = d
+        .client
+        .install(
+            &InstallRequest::default(),
+            &fs::read(&tampered).unwrap()[..],
+        )
+        .unwrap_err();
+    println!("tampered sw-description, straight to swupdate: {e}");
+    d.assert_untouched("tampered sw-description straight to swupdate");
+
+    // A wrong signer: a complete chain under another root.
+    let rogue = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    for args in [
+        &["keygen", "--role", "root", "--out", "root"][..],
+        &["keygen", "--role", "signing", "--out", "signer"],
+        &[
+            "certify",
+            "--root",
+            "root",
+            "--key",
+            "signer",
+            "--keyring",
+            "keyring.json",
+        ],
+    ] {
+        tool_ok(rogue.path(), args);
+    }
+    let rogue_vendor = Vendor { dir: rogue };
+    let rogue_swu = rogue_vendor.build(&d, "rogue", "1.1.0", "signer", &image(3));
+    let rogue_manifest = rogue_vendor.manifest(&rogue_swu, "signer", &[]);
+    assert_refused(
+        "wrong signer",
+        &v,
+        &d,
+        &rogue_manifest,
+        &rogue_swu,
+        &facts(),
+        now,
+        "trusts only root key",
+    );
+    let e = d
+        .client
+        .install(
+            &InstallRequest::default(),
+            &fs::read(&rogue_swu).unwrap()[..],
+        )
+        .unwrap_err();
+    println!("wrong signer, straight to swupdate: {e}");
+    d.assert_untouched("wrong signer straight to swupdate");
+
+    // An expired manifest: signed for one day, checked two days later.
+    let short = v.manifest(&swu, "signer", &["--expires-days", "1"]);
+    assert_refused(
+        "expired manifest",
+        &v,
+        &d,
+        &short,
+        &swu,
+        &facts(),
+        now.plus_seconds(2 * 86_400),
+        "expired",
+    );
+
+    // An older version.
+    let old_swu = v.build(&d, "old", "0.9.0", "signer", &image(4));
+    let old_manifest = v.manifest(&old_swu, "signer", &[]);
+    assert_refused(
+        "older version",
+        &v,
+        &d,
+        &old_manifest,
+        &old_swu,
+        &facts(),
+        now,
+        "not newer",
+    );
+
+    // A lower security version.
+    let low = v.manifest(&swu, "signer", &["--security-version", "1"]);
+    assert_refused(
+        "lower security version",
+        &v,
+        &d,
+        &low,
+        &swu,
+        &facts(),
+        now,
+        "below this device's floor",
+    );
+
+    // The wrong model.
+    let mut other = facts();
+    other.model = "HRH-2".parse().unwrap();
+    assert_refused(
+        "wrong model",
+        &v,
+        &d,
+        &manifest,
+        &swu,
+        &other,
+        now,
+        "this device is model HRH-2",
+    );
+
+    // An oversized artifact.
+    let mut small = facts();
+    small.max_artifact_size = 100_000;
+    assert_refused(
+        "oversized artifact",
+        &v,
+        &d,
+        &manifest,
+        &swu,
+        &small,
+        now,
+        "more than the 100000",
+    );
+
+    // A revoked key: rotate it out, then try the old key both ways.
+    v.run(&[
+        "rotate",
+        "--root",
+        "root",
+        "--keyring",
+        "keyring.json",
+        "--old",
+        "signer",
+        "--new",
+        "signer2",
+    ]);
+    let mut seen_v2 = facts();
+    seen_v2.keyring_floor = 2;
+    // (a) a release signed before the rotation, carrying key ring v1.
+    assert_refused(
+        "revoked key, old key ring",
+        &v,
+        &d,
+        &manifest,
+        &swu,
+        &seen_v2,
+        now,
+        "older than version 2",
+    );
+    // (b) the thief attaches the new key ring: the key is not in it.
+    let v2 = SignedKeyring::from_json(&fs::read(v.path("keyring.json")).unwrap()).unwrap();
+    let stolen =
+        SigningKey::from_pkcs8_pem(&fs::read_to_string(v.path("signer.key.pem")).unwrap()).unwrap();
+    let mut m = SignedManifest::from_json(&fs::read(&manifest).unwrap())
+        .unwrap()
+        .manifest;
+    m.issued = now;
+    let forged = v.path("forged.manifest.json");
+    fs::write(&forged, m.sign(&stolen, v2).unwrap().to_json()).unwrap();
+    assert_refused(
+        "revoked key, new key ring",
+        &v,
+        &d,
+        &forged,
+        &swu,
+        &seen_v2,
+        now,
+        "does not certify",
+    );
+    // The tool itself will not sign with it any more.
+    let (ok, stderr) = v.try_run(&[
+        "manifest",
+        "--artifact",
+        swu.to_str().unwrap(),
+        "--key",
+        "signer",
+        "--keyring",
+        "keyring.json",
+        "--root",
+        "root",
+        "--base-url",
+        "https://updates.example.com/hearth",
+        "--security-version",
+        "2",
+        "--release-notes",
+        "https://example.com/notes",
+        "--out",
+        "x.json",
+    ]);
+    assert!(!ok && stderr.contains("does not certify key"), "{stderr}");
+    assert!(matches!(
+        update_manifest::verify(
+            &fs::read(&forged).unwrap(),
+            &v.trusted_root(),
+            &seen_v2,
+            now
+        ),
+        Err(Rejection::UnknownKey { .. })
+    ));
+}
+
+#[test]
+fn after_rotation_a_release_signed_with_the_new_key_installs() {
+    let v = Vendor::new();
+    let d = Daemon::start(&v.root_cert(), MODEL, REV, IMAGE_SIZE);
+    v.run(&[
+        "rotate",
+        "--root",
+        "root",
+        "--keyring",
+        "keyring.json",
+        "--old",
+        "signer",
+        "--new",
+        "signer2",
+        "--overlap-days",
+        "7",
+    ]);
+    let kr = SignedKeyring::from_json(&fs::read(v.path("keyring.json")).unwrap()).unwrap();
+    assert_eq!(kr.keyring.version, 2);
+    assert_eq!(
+        kr.keyring.keys.len(),
+        2,
+        "the old key stays for the overlap"
+    );
+
+    // During the overlap, the .swu carries both CMS signatures.
+    let img = image(5);
+    let rootfs = v.path("new.ext4");
+    fs::write(&rootfs, &img).unwrap();
+    v.run(&[
+        "build",
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "--version",
+        "1.2.0",
+        "--model",
+        MODEL,
+        "--hw-revision",
+        REV,
+        "--signer",
+        "signer2",
+        "--signer",
+        "signer",
+        "--slot-a",
+        d.slot_a.to_str().unwrap(),
+        "--slot-b",
+        d.slot_b.to_str().unwrap(),
+        "--out",
+        "new.swu",
+    ]);
+    let swu = v.path("new.swu");
+    let manifest = v.manifest(&swu, "signer2", &[]);
+    let mut device = facts();
+    device.keyring_floor = 2;
+    let (ok, stderr) = v.verify(&manifest, &swu, &device, Timestamp::now());
+    assert!(ok, "{stderr}");
+    let release = update_manifest::verify(
+        &fs::read(&manifest).unwrap(),
+        &v.trusted_root(),
+        &device,
+        Timestamp::now(),
+    )
+    .unwrap();
+    assert_eq!(release.keyring_version(), 2);
+    device_install(
+        &d,
+        &v.trusted_root(),
+        &manifest,
+        &swu,
+        &device,
+        Timestamp::now(),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+    assert_eq!(fs::read(&d.slot_b).unwrap(), img);
+}
+
+#[test]
+fn a_corrupted_image_streamed_past_the_manifest_check_is_refused_by_swupdate_but_reaches_the_inactive_slot()
+ {
+    // Documents why the device must check the artifact before streaming
+    // (or accept a clobbered inactive slot): with installed-directly,
+    // SWUpdate writes while it hashes. The boot environment is not armed.
+    let v = Vendor::new();
+    let d = Daemon::start(&v.root_cert(), MODEL, REV, IMAGE_SIZE);
+    let swu = v.build(&d, "good", "1.1.0", "signer", &image(6));
+    let mut bytes = fs::read(&swu).unwrap();
+    let at = bytes.len() - 1000;
+    bytes[at] ^= 0x01;
+    let e = d
+        .client
+        .install(&InstallRequest::default(), &bytes[..])
+        .unwrap_err();
+    println!("flipped image byte, straight to swupdate: {e}");
+    assert_eq!(
+        d.grubenv_var("hearth_slot"),
+        None,
+        "boot env must not be armed"
+    );
+    assert!(
+        !d.slot_b_untouched(),
+        "SWUpdate 2022.12 no longer writes before the hash check: update docs/update-security.md"
+    );
+}
