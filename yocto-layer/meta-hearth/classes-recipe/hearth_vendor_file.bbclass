@@ -52,8 +52,3 @@ def hearth_file_checksums(d, variables):
     so a new key or certificate reruns the task."""
     paths = [d.getVar(v) for v in variables.split()]
     return ' '.join('%s:%s' % (p, os.path.exists(p)) for p in paths if p)
-
-def hearth_require_distro(d):
-    """Skip a recipe that only makes sense in the Hearth distro."""
-    if not bb.utils.contains('DISTRO_FEATURES', 'hearth', True, False, d):
-        raise bb.parse.SkipRecipe("%s is built only by the Hearth distro (DISTRO_FEATURES has no 'hearth')" % d.getVar('PN'))

@@ -11,11 +11,10 @@ LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda
 # its placeholders are documented in yocto-layer/README.md.
 SRC_URI = "file://sw-description"
 
-inherit swupdate hearth_vendor_file
+inherit swupdate hearth_vendor_file features_check
 
-python () {
-    hearth_require_distro(d)
-}
+# Keys, board layout and vendor file come with the Hearth distro.
+REQUIRED_DISTRO_FEATURES = "hearth"
 
 IMAGE_DEPENDS = "hearth-image"
 SWUPDATE_IMAGES = "hearth-image"

@@ -7,11 +7,10 @@ LICENSE = "MIT"
 # nooelint: oelint.var.licenseremotefile - this file is written in this layer, under the common MIT text
 LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda2f7b4f302"
 
-inherit core-image hearth_vendor_file
+inherit core-image features_check
 
-python () {
-    hearth_require_distro(d)
-}
+# The board layout and the mounts come with the Hearth distro.
+REQUIRED_DISTRO_FEATURES = "hearth"
 
 IMAGE_INSTALL = "\
     packagegroup-core-boot \
