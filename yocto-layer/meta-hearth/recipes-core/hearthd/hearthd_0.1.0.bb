@@ -13,6 +13,8 @@ SRC_URI += "\
     file://hearth.toml \
     file://hearthd.sysusers.conf \
     file://hearthd.tmpfiles.conf \
+    file://hearth-factory-reset.service \
+    file://90-hearth-factory-reset.rules \
 "
 
 inherit systemd useradd
@@ -24,8 +26,9 @@ CARGO_SRC_DIR = "daemon"
 # systemd-sysusers cannot add it on the device. It matches
 # hearthd.sysusers.conf (oe-core's systemd_sysusers_check compares them).
 USERADD_PACKAGES = "${PN}"
-GROUPADD_PARAM:${PN} = "--system hearth"
-USERADD_PARAM:${PN} = "--system --no-create-home --home-dir /nonexistent --shell /sbin/nologin --gid hearth --comment 'Hearth device daemon' hearth"
+# Group swupdate may use SWUpdate's IPC sockets (swupdate.socket.d/hearth.conf).
+GROUPADD_PARAM:${PN} = "--system hearth; --system swupdate"
+USERADD_PARAM:${PN} = "--system --no-create-home --home-dir /nonexistent --shell /sbin/nologin --gid hearth --groups swupdate --comment 'Hearth device daemon' hearth"
 
 SYSTEMD_SERVICE:${PN} = "hearthd.service"
 SYSTEMD_AUTO_ENABLE:${PN} = "enable"
@@ -35,12 +38,17 @@ do_install:append() {
     install -D -m 0644 ${UNPACKDIR}/hearth.toml ${D}${nonarch_libdir}/hearth/hearth.toml
     install -D -m 0644 ${UNPACKDIR}/hearthd.sysusers.conf ${D}${nonarch_libdir}/sysusers.d/hearthd.conf
     install -D -m 0644 ${UNPACKDIR}/hearthd.tmpfiles.conf ${D}${nonarch_libdir}/tmpfiles.d/hearthd.conf
+    # Started only by the physical reset control (the udev rule), so not enabled.
+    install -D -m 0644 ${UNPACKDIR}/hearth-factory-reset.service ${D}${systemd_system_unitdir}/hearth-factory-reset.service
+    install -D -m 0644 ${UNPACKDIR}/90-hearth-factory-reset.rules ${D}${nonarch_base_libdir}/udev/rules.d/90-hearth-factory-reset.rules
 }
 
 FILES:${PN} += "\
     ${nonarch_libdir}/hearth/hearth.toml \
     ${nonarch_libdir}/sysusers.d/hearthd.conf \
     ${nonarch_libdir}/tmpfiles.d/hearthd.conf \
+    ${systemd_system_unitdir}/hearth-factory-reset.service \
+    ${nonarch_base_libdir}/udev/rules.d/90-hearth-factory-reset.rules \
 "
 
 # The vendor file is read at start; hearthd refuses to start without it.
