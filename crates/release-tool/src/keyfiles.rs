@@ -156,3 +156,19 @@ pub fn tmp_name(path: &Path) -> PathBuf {
         .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp"))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_layers_development_keys_load_and_are_recognised() {
+        for pem in PUBLISHED_DEV_KEYS {
+            let key = SigningKey::from_pkcs8_pem(pem).unwrap();
+            assert!(is_published_dev_key(&key.key_id()));
+        }
+        let (fresh, _) = SigningKey::generate().unwrap();
+        assert!(!is_published_dev_key(&fresh.key_id()));
+    }
+}

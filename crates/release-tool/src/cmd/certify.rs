@@ -27,7 +27,7 @@ const HELP: &str =
   --keyring-days N  the key ring's expiry (default 365); devices refuse releases after it
   --revoke KEY_ID leave this key out of the new key ring (repeatable)
   --cert-out FILE where to write the X.509 certificate (default PREFIX.cert.pem)
-  --no-cert       key ring only (e.g. when the certificate already exists)
+  --no-cert       key ring only; an existing PREFIX.cert.pem's dates are used
   --dev           allow development keys";
 
 /// Options.
@@ -147,7 +147,13 @@ pub fn run(a: &Args) -> Result<SignedKeyring, Error> {
             )
         });
         let (not_before, not_after) = if a.no_cert {
-            (now, now.plus_seconds(i64::from(a.days) * 86_400))
+            // An existing certificate keeps both layers' dates equal.
+            let cert = a.cert_out.clone().unwrap_or_else(|| files.cert());
+            if cert.exists() {
+                openssl::cert_dates(&cert)?
+            } else {
+                (now, now.plus_seconds(i64::from(a.days) * 86_400))
+            }
         } else {
             let cert = a.cert_out.clone().unwrap_or_else(|| files.cert());
             // openssl needs the public key as a file; write it if only the

@@ -1,0 +1,329 @@
+//! The tool's command line without SWUpdate: key file safety, refusal of
+//! development keys, publish layout rules, and the committed development
+//! key ring.
+
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use update_manifest::{SignedKeyring, Timestamp, TrustedRoot};
+
+fn tool(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth-release"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(dir: &Path, args: &[&str]) {
+    let (ok, err) = tool(dir, args);
+    assert!(ok, "{args:?}: {err}");
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
+fn dev_keys() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../yocto-layer/meta-hearth/files/dev-keys")
+}
+
+#[test]
+fn keygen_writes_private_keys_0600_and_never_overwrites() {
+    let d = tmp();
+    ok(d.path(), &["keygen", "--role", "root", "--out", "root"]);
+    let mode = |f: &str| fs::metadata(d.path().join(f)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("root.key.pem"), 0o600);
+    assert_eq!(mode("root.pub.pem"), 0o644);
+    let before = fs::read(d.path().join("root.key.pem")).unwrap();
+    let (ok_, err) = tool(d.path(), &["keygen", "--role", "root", "--out", "root"]);
+    assert!(!ok_ && err.contains("refusing to overwrite"), "{err}");
+    assert_eq!(fs::read(d.path().join("root.key.pem")).unwrap(), before);
+
+    // A taken certificate name stops keygen before any key is written.
+    fs::write(d.path().join("other.cert.pem"), "x").unwrap();
+    let (ok_, err) = tool(d.path(), &["keygen", "--role", "root", "--out", "other"]);
+    assert!(!ok_ && err.contains("other.cert.pem"), "{err}");
+    assert!(!d.path().join("other.key.pem").exists());
+}
+
+#[test]
+fn development_keys_are_refused_without_dev() {
+    let d = tmp();
+    for f in [
+        "hearth-dev-root.key.pem",
+        "hearth-dev-root.cert.pem",
+        "hearth-dev-signing.key.pem",
+        "hearth-dev-signing.cert.pem",
+    ] {
+        fs::copy(dev_keys().join(f), d.path().join(f)).unwrap();
+    }
+    let args = [
+        "certify",
+        "--root",
+        "hearth-dev-root",
+        "--key",
+        "hearth-dev-signing",
+        "--no-cert",
+        "--keyring",
+        "k.json",
+    ];
+    let (ok_, err) = tool(d.path(), &args);
+    assert!(!ok_ && err.contains("DEVELOPMENT key"), "{err}");
+    assert!(err.contains("--dev"), "the message says what to do: {err}");
+    let mut with_dev = args.to_vec();
+    with_dev.push("--dev");
+    ok(d.path(), &with_dev);
+
+    // Keys made with keygen --dev are marked and refused the same way.
+    ok(
+        d.path(),
+        &["keygen", "--role", "signing", "--out", "mine", "--dev"],
+    );
+    assert!(
+        fs::read_to_string(d.path().join("mine.key.pem"))
+            .unwrap()
+            .contains("NOT FOR PRODUCTION")
+    );
+    fs::write(d.path().join("rootfs"), [0u8; 4096]).unwrap();
+    let (ok_, err) = tool(
+        d.path(),
+        &[
+            "build",
+            "--rootfs",
+            "rootfs",
+            "--version",
+            "1.0.0",
+            "--model",
+            "HRH-1",
+            "--hw-revision",
+            "A",
+            "--signer",
+            "mine",
+            "--out",
+            "x.swu",
+        ],
+    );
+    assert!(!ok_ && err.contains("DEVELOPMENT key"), "{err}");
+}
+
+#[test]
+fn the_committed_development_key_ring_is_signed_by_the_development_root() {
+    let root = TrustedRoot::from_pem(
+        &fs::read_to_string(dev_keys().join("hearth-dev-root.pub.pem")).unwrap(),
+    )
+    .unwrap();
+    let kr =
+        SignedKeyring::from_json(&fs::read(dev_keys().join("hearth-dev-keyring.json")).unwrap())
+            .unwrap();
+    kr.verify(&root, Timestamp::now(), 0)
+        .unwrap_or_else(|e| panic!("{e}: run make-dev-manifest-keys.sh again"));
+    let signing = update_manifest::public_key_from_pem(
+        &fs::read_to_string(dev_keys().join("hearth-dev-signing.pub.pem")).unwrap(),
+    )
+    .unwrap();
+    assert!(kr.keyring.key(&signing.key_id()).is_some());
+}
+
+#[test]
+fn publish_refuses_paths_outside_the_tree_and_changes_to_a_published_version() {
+    let d = tmp();
+    let p = d.path();
+    ok(p, &["keygen", "--role", "root", "--out", "root"]);
+    ok(p, &["keygen", "--role", "signing", "--out", "signer"]);
+    ok(
+        p,
+        &[
+            "certify",
+            "--root",
+            "root",
+            "--key",
+            "signer",
+            "--keyring",
+            "keyring.json",
+        ],
+    );
+    fs::write(p.join("rootfs"), vec![7u8; 10_000]).unwrap();
+    ok(
+        p,
+        &[
+            "build",
+            "--rootfs",
+            "rootfs",
+            "--version",
+            "1.0.0",
+            "--model",
+            "HRH-1",
+            "--hw-revision",
+            "A",
+            "--signer",
+            "signer",
+            "--out",
+            "a.swu",
+        ],
+    );
+    let manifest = |base: &str, out: &str| {
+        ok(
+            p,
+            &[
+                "manifest",
+                "--artifact",
+                "a.swu",
+                "--key",
+                "signer",
+                "--keyring",
+                "keyring.json",
+                "--root",
+                "root",
+                "--base-url",
+                base,
+                "--security-version",
+                "1",
+                "--release-notes",
+                "https://example.com/n",
+                "--out",
+                out,
+            ],
+        )
+    };
+    manifest("https://updates.example.com/../../etc", "evil.json");
+    let (ok_, err) = tool(
+        p,
+        &[
+            "publish",
+            "--manifest",
+            "evil.json",
+            "--artifact",
+            "a.swu",
+            "--out",
+            "www",
+        ],
+    );
+    assert!(
+        !ok_ && err.contains("must be BASE/MODEL/VERSION/FILE"),
+        "{err}"
+    );
+
+    manifest("https://updates.example.com/hearth", "m.json");
+    ok(
+        p,
+        &[
+            "publish",
+            "--manifest",
+            "m.json",
+            "--artifact",
+            "a.swu",
+            "--out",
+            "www",
+        ],
+    );
+    // Same bytes again: fine (idempotent).
+    ok(
+        p,
+        &[
+            "publish",
+            "--manifest",
+            "m.json",
+            "--artifact",
+            "a.swu",
+            "--out",
+            "www",
+        ],
+    );
+    // Another artifact that claims the same version and path: refused.
+    fs::write(p.join("rootfs2"), vec![8u8; 10_000]).unwrap();
+    fs::create_dir(p.join("b")).unwrap();
+    ok(
+        p,
+        &[
+            "build",
+            "--rootfs",
+            "rootfs2",
+            "--version",
+            "1.0.0",
+            "--model",
+            "HRH-1",
+            "--hw-revision",
+            "A",
+            "--signer",
+            "signer",
+            "--out",
+            "b/a.swu",
+        ],
+    );
+    ok(
+        p,
+        &[
+            "manifest",
+            "--artifact",
+            "b/a.swu",
+            "--key",
+            "signer",
+            "--keyring",
+            "keyring.json",
+            "--root",
+            "root",
+            "--base-url",
+            "https://updates.example.com/hearth",
+            "--security-version",
+            "1",
+            "--release-notes",
+            "https://example.com/n",
+            "--out",
+            "m2.json",
+        ],
+    );
+    let (ok_, err) = tool(
+        p,
+        &[
+            "publish",
+            "--manifest",
+            "m2.json",
+            "--artifact",
+            "b/a.swu",
+            "--out",
+            "www",
+        ],
+    );
+    assert!(!ok_ && err.contains("immutable"), "{err}");
+    // And an artifact that is not the manifest's: refused.
+    let (ok_, err) = tool(
+        p,
+        &[
+            "publish",
+            "--manifest",
+            "m.json",
+            "--artifact",
+            "b/a.swu",
+            "--out",
+            "www2",
+        ],
+    );
+    assert!(!ok_ && err.contains("sha256"), "{err}");
+}
+
+#[test]
+fn unknown_commands_and_missing_options_exit_2_with_a_hint() {
+    let d = tmp();
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth-release"))
+        .arg("frobnicate")
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth-release"))
+        .args(["keygen", "--out", "x"])
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--role is required"));
+}
