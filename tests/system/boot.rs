@@ -33,6 +33,14 @@ fn boots_and_answers_https_with_the_certificate_shown_on_its_console() {
         serial.contains("hearth.slot=A"),
         "the kernel was not told its slot"
     );
+    // Every unit started: a failed one (swupdate, a mount, tmpfiles on the
+    // read-only root) shows as FAILED on the console.
+    let failed: Vec<&str> = serial.lines().filter(|l| l.contains("FAILED")).collect();
+    assert!(
+        failed.is_empty(),
+        "units failed during boot:\n{}",
+        failed.join("\n")
+    );
     // No console login of any kind: no getty prompt.
     assert!(
         !serial.contains(" login:"),
