@@ -37,7 +37,24 @@ const HELP: &str = "usage: hearth-release manifest --artifact FILE.swu --key PRE
 /// Parses and runs.
 pub fn main(p: &mut lexopt::Parser) -> Result<(), Error> {
     use lexopt::prelude::*;
-    let mut a = Args::default();
+    let mut a = Args {
+        artifact: PathBuf::new(),
+        key: PathBuf::new(),
+        keyring: PathBuf::new(),
+        root: PathBuf::new(),
+        base_url: String::new(),
+        mirrors: Vec::new(),
+        security_version: 0,
+        release_notes: "https://example.invalid/".parse()?,
+        out: PathBuf::new(),
+        urgency: Urgency::Feature,
+        min_installed_version: Version::new(0, 0, 0),
+        expires_days: 30,
+        rollout_start: None,
+        spread_hours: 0,
+        product: "Hearth".parse()?,
+        dev: false,
+    };
     let mut req: [Option<String>; 8] = Default::default();
     let names = [
         "artifact",
@@ -138,31 +155,6 @@ pub struct Args {
     pub product: Label,
     /// Allow development keys.
     pub dev: bool,
-}
-
-impl Default for Args {
-    fn default() -> Args {
-        Args {
-            artifact: PathBuf::new(),
-            key: PathBuf::new(),
-            keyring: PathBuf::new(),
-            root: PathBuf::new(),
-            base_url: String::new(),
-            mirrors: Vec::new(),
-            security_version: 0,
-            release_notes: "https://example.invalid/"
-                .parse()
-                .unwrap_or_else(|_| unreachable!()),
-            out: PathBuf::new(),
-            urgency: Urgency::Feature,
-            min_installed_version: Version::new(0, 0, 0),
-            expires_days: 30,
-            rollout_start: None,
-            spread_hours: 0,
-            product: "Hearth".parse().unwrap_or_else(|_| unreachable!()),
-            dev: false,
-        }
-    }
 }
 
 /// The artifact's URL under `base`: BASE/MODEL/VERSION/FILE.
