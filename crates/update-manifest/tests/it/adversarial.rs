@@ -130,3 +130,34 @@ fn rejection_messages_say_what_to_do() {
         "the manifest expired at 2027-05-31T00:00:00Z (now 2027-06-01T00:00:00Z); the vendor must re-sign it to keep offering this release"
     );
 }
+
+proptest! {
+    /// Every field type has one spelling: whatever parses prints back as
+    /// the same text, so the canonical check cannot be dodged per field.
+    #[test]
+    fn field_types_accept_only_their_one_spelling(s in "\\PC{0,80}|[0-9a-fA-F.:/TZ-]{0,80}|https://[ -~]{0,60}") {
+        use update_manifest::{ArtifactUrl, HardwareRevision, KeyId, Label, Model, Sha256, Timestamp};
+        fn check<T: std::str::FromStr + std::fmt::Display>(s: &str) -> Result<(), TestCaseError> {
+            if let Ok(v) = s.parse::<T>() {
+                prop_assert_eq!(v.to_string(), s);
+            }
+            Ok(())
+        }
+        check::<Version>(&s)?;
+        check::<Timestamp>(&s)?;
+        check::<Sha256>(&s)?;
+        check::<KeyId>(&s)?;
+        check::<ArtifactUrl>(&s)?;
+        check::<Model>(&s)?;
+        check::<HardwareRevision>(&s)?;
+        check::<Label>(&s)?;
+    }
+
+    #[test]
+    fn rollout_start_stays_within_the_spread(seed in any::<u16>(), spread in 0u32..=2160) {
+        let r = update_manifest::Rollout { start: now(), spread_hours: spread };
+        let t = r.start_for(seed);
+        prop_assert!(t >= now());
+        prop_assert!(t.unix() - now().unix() < i64::from(spread.max(1)) * 3600);
+    }
+}
