@@ -79,13 +79,21 @@ impl KeyFiles {
         SigningKey::from_pkcs8_pem(&text).map_err(|source| Error::Key { path, source })
     }
 
-    /// Loads the public key (from `.pub.pem`, else from the private key).
+    /// Loads the public key: from `.pub.pem`, else from `.cert.pem`, else
+    /// from the private key.
     pub fn load_public(&self) -> Result<PublicKey, Error> {
         let path = self.public();
         if path.exists() {
             let text = fs::read_to_string(&path).map_err(Error::io(&path))?;
             return update_manifest::public_key_from_pem(&text)
                 .map_err(|source| Error::Key { path, source });
+        }
+        let cert = self.cert();
+        if cert.exists() && !self.key().exists() {
+            let text = fs::read_to_string(&cert).map_err(Error::io(&cert))?;
+            return update_manifest::TrustedRoot::from_cert_pem(&text)
+                .map(|r| *r.public_key())
+                .map_err(|source| Error::Key { path: cert, source });
         }
         Ok(*self.load_private()?.public_key())
     }

@@ -327,3 +327,27 @@ fn unknown_commands_and_missing_options_exit_2_with_a_hint() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--role is required"));
 }
+
+#[test]
+fn the_root_certificate_and_the_root_public_key_name_the_same_trust_anchor() {
+    let read = |f: &str| fs::read_to_string(dev_keys().join(f)).unwrap();
+    let from_cert = TrustedRoot::from_cert_pem(&read("hearth-dev-root.cert.pem")).unwrap();
+    let from_pub = TrustedRoot::from_pem(&read("hearth-dev-root.pub.pem")).unwrap();
+    assert_eq!(from_cert, from_pub);
+    // A fresh keygen root too (its cert made by openssl from our key).
+    let d = tmp();
+    ok(d.path(), &["keygen", "--role", "root", "--out", "r"]);
+    let cert =
+        TrustedRoot::from_cert_pem(&fs::read_to_string(d.path().join("r.cert.pem")).unwrap())
+            .unwrap();
+    let public =
+        TrustedRoot::from_pem(&fs::read_to_string(d.path().join("r.pub.pem")).unwrap()).unwrap();
+    assert_eq!(cert, public);
+    // Garbage is refused with a reason, not a panic.
+    assert!(
+        TrustedRoot::from_cert_pem(
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+        )
+        .is_err()
+    );
+}

@@ -67,6 +67,20 @@ impl TrustedRoot {
     pub fn from_pem(text: &str) -> Result<TrustedRoot, KeyError> {
         Ok(TrustedRoot::new(public_key_from_pem(text)?))
     }
+    /// Reads the root's X.509 certificate (`-----BEGIN CERTIFICATE-----`),
+    /// the same file SWUpdate trusts with `-k`, so a device ships one trust
+    /// anchor for both layers and they cannot drift apart.
+    pub fn from_cert_pem(text: &str) -> Result<TrustedRoot, KeyError> {
+        let der = pem_block(text, "CERTIFICATE")?;
+        let spki = cert_spki(&der).ok_or_else(|| {
+            KeyError::Public(crate::types::FieldError {
+                what: "certificate",
+                value: String::new(),
+                why: "not a DER X.509 certificate",
+            })
+        })?;
+        Ok(TrustedRoot::new(PublicKey::from_spki_der(spki)?))
+    }
     /// The root's public key.
     pub fn public_key(&self) -> &PublicKey {
         &self.key
@@ -167,5 +181,86 @@ impl SigningKey {
             .map_err(|_| KeyError::Sign)?;
         let bytes: [u8; 64] = sig.as_ref().try_into().map_err(|_| KeyError::Sign)?;
         Ok(Signature::from_bytes(bytes))
+    }
+}
+
+/// One DER element and what follows it.
+struct Der<'a> {
+    tag: u8,
+    /// Tag, length and contents.
+    whole: &'a [u8],
+    contents: &'a [u8],
+    rest: &'a [u8],
+}
+
+fn der_next(input: &[u8]) -> Option<Der<'_>> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |a, &b| (a << 8) | usize::from(b));
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    let header = input.len() - rest.len();
+    Some(Der {
+        tag,
+        whole: &input[..header + len],
+        contents: &rest[..len],
+        rest: &rest[len..],
+    })
+}
+
+/// The SubjectPublicKeyInfo of a DER certificate: Certificate ::=
+/// SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL, serial,
+/// signature, issuer, validity, subject, subjectPublicKeyInfo, ... }, ... }
+fn cert_spki(der: &[u8]) -> Option<&[u8]> {
+    let cert = der_next(der).filter(|e| e.tag == 0x30)?;
+    let tbs = der_next(cert.contents).filter(|e| e.tag == 0x30)?;
+    let mut fields = tbs.contents;
+    let first = der_next(fields)?;
+    if first.tag == 0xa0 {
+        fields = first.rest; // explicit version
+    }
+    // serial, signature algorithm, issuer, validity, subject
+    for _ in 0..5 {
+        fields = der_next(fields)?.rest;
+    }
+    der_next(fields).filter(|e| e.tag == 0x30).map(|e| e.whole)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const DEV_ROOT_CERT: &str =
+        include_str!("../../../yocto-layer/meta-hearth/files/dev-keys/hearth-dev-root.cert.pem");
+
+    #[test]
+    fn the_certificate_walker_never_panics_on_truncated_or_altered_der() {
+        let der = pem::parse(DEV_ROOT_CERT).unwrap().contents().to_vec();
+        assert!(cert_spki(&der).is_some());
+        for n in 0..der.len() {
+            let _ = cert_spki(&der[..n]);
+        }
+        for i in 0..der.len() {
+            for x in [0x01, 0x80, 0xff] {
+                let mut d = der.clone();
+                d[i] ^= x;
+                if let Some(spki) = cert_spki(&d) {
+                    let _ = PublicKey::from_spki_der(spki);
+                }
+            }
+        }
     }
 }
