@@ -140,6 +140,9 @@ fn invalid(e: ArtifactError) -> io::Error {
 
 impl<R: Read> Read for CheckedReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0); // not the end of the stream
+        }
         let Some(checker) = self.checker.as_mut() else {
             return Ok(0); // checked and finished
         };
@@ -177,6 +180,15 @@ mod tests {
         let data = vec![7u8; 100_000];
         let c = ArtifactChecker::new(Sha256::digest(&data), data.len() as u64);
         assert_eq!(read_all(CheckedReader::new(&data[..], c)).unwrap(), data);
+    }
+
+    #[test]
+    fn an_empty_read_buffer_is_not_mistaken_for_the_end() {
+        let data = vec![3u8; 10];
+        let c = ArtifactChecker::new(Sha256::digest(&data), 10);
+        let mut r = CheckedReader::new(&data[..], c);
+        assert_eq!(r.read(&mut []).unwrap(), 0);
+        assert_eq!(read_all(r).unwrap(), data);
     }
 
     #[test]
