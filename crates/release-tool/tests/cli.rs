@@ -351,3 +351,118 @@ fn the_root_certificate_and_the_root_public_key_name_the_same_trust_anchor() {
         .is_err()
     );
 }
+
+#[test]
+fn certify_raises_the_keyring_version_revokes_and_renews() {
+    let d = tmp();
+    let p = d.path();
+    ok(p, &["keygen", "--role", "root", "--out", "root"]);
+    ok(p, &["keygen", "--role", "signing", "--out", "a"]);
+    ok(p, &["keygen", "--role", "signing", "--out", "b"]);
+    ok(
+        p,
+        &[
+            "certify",
+            "--root",
+            "root",
+            "--key",
+            "a",
+            "--keyring",
+            "k.json",
+        ],
+    );
+    ok(
+        p,
+        &[
+            "certify",
+            "--root",
+            "root",
+            "--key",
+            "b",
+            "--keyring",
+            "k.json",
+            "--days",
+            "30",
+        ],
+    );
+    let read = || SignedKeyring::from_json(&fs::read(p.join("k.json")).unwrap()).unwrap();
+    let kr = read();
+    assert_eq!(kr.keyring.version, 2);
+    assert_eq!(kr.keyring.keys.len(), 2);
+    // The key ring carries the dates of b's 30-day certificate.
+    let b_id =
+        update_manifest::public_key_from_pem(&fs::read_to_string(p.join("b.pub.pem")).unwrap())
+            .unwrap()
+            .key_id();
+    let b = kr.keyring.key(&b_id).unwrap();
+    assert_eq!(b.not_after.unix() - b.not_before.unix(), 30 * 86_400);
+
+    let a_id =
+        update_manifest::public_key_from_pem(&fs::read_to_string(p.join("a.pub.pem")).unwrap())
+            .unwrap()
+            .key_id()
+            .to_string();
+    ok(
+        p,
+        &[
+            "certify",
+            "--root",
+            "root",
+            "--keyring",
+            "k.json",
+            "--revoke",
+            &a_id,
+        ],
+    );
+    let kr = read();
+    assert_eq!(kr.keyring.version, 3);
+    assert_eq!(kr.keyring.keys.len(), 1);
+    assert_ne!(kr.keyring.keys[0].key_id.to_string(), a_id);
+    // Revoking what is not there is an error, not a silent no-op.
+    let (ok_, err) = tool(
+        p,
+        &[
+            "certify",
+            "--root",
+            "root",
+            "--keyring",
+            "k.json",
+            "--revoke",
+            &a_id,
+        ],
+    );
+    assert!(!ok_ && err.contains("no such key"), "{err}");
+    // Renewal: same keys, next version, fresh expiry.
+    ok(
+        p,
+        &[
+            "certify",
+            "--root",
+            "root",
+            "--keyring",
+            "k.json",
+            "--keyring-days",
+            "90",
+        ],
+    );
+    let renewed = read();
+    assert_eq!(renewed.keyring.version, 4);
+    assert_eq!(renewed.keyring.keys, kr.keyring.keys);
+    let root = TrustedRoot::from_pem(&fs::read_to_string(p.join("root.pub.pem")).unwrap()).unwrap();
+    renewed.verify(&root, Timestamp::now(), 4).unwrap();
+    // Another root cannot extend this key ring.
+    ok(p, &["keygen", "--role", "root", "--out", "other"]);
+    let (ok_, err) = tool(
+        p,
+        &[
+            "certify",
+            "--root",
+            "other",
+            "--keyring",
+            "k.json",
+            "--key",
+            "a",
+        ],
+    );
+    assert!(!ok_ && err.contains("trusts only root key"), "{err}");
+}

@@ -600,6 +600,14 @@ mod tests {
     }
 
     #[test]
+    fn hwrevision_file_gives_model_and_revision() {
+        let (m, r) = crate::DeviceFacts::parse_hwrevision("HRH-1 A-qemux86-64\n").unwrap();
+        assert_eq!((m.as_str(), r.as_str()), ("HRH-1", "A-qemux86-64"));
+        assert!(crate::DeviceFacts::parse_hwrevision("HRH-1").is_err());
+        assert!(crate::DeviceFacts::parse_hwrevision("HRH-1 A extra").is_err());
+    }
+
+    #[test]
     fn model_and_revision_rules() {
         assert!("HRH-1".parse::<Model>().is_ok());
         assert!("1HRH".parse::<Model>().is_err());

@@ -26,6 +26,25 @@ pub struct DeviceFacts {
     pub max_artifact_size: u64,
 }
 
+impl DeviceFacts {
+    /// Model and hardware revision from the text of `/etc/hwrevision`
+    /// (`"<model> <revision>"`, the file SWUpdate's hardware check reads),
+    /// so both checks use the same facts.
+    pub fn parse_hwrevision(text: &str) -> Result<(Model, HardwareRevision), crate::FieldError> {
+        let mut words = text.split_whitespace();
+        let model = words.next().unwrap_or("").parse()?;
+        let revision = words.next().unwrap_or("").parse()?;
+        if words.next().is_some() {
+            return Err(crate::FieldError {
+                what: "/etc/hwrevision",
+                value: text.chars().take(80).collect(),
+                why: "must be exactly \"<model> <revision>\"",
+            });
+        }
+        Ok((model, revision))
+    }
+}
+
 /// Why a release was refused. Each message says what was wrong and, where
 /// someone can act on it, what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
