@@ -25,6 +25,9 @@ pub struct Config {
     pub web: WebConfig,
     #[serde(default)]
     pub credentials: CredentialsConfig,
+    /// The MQTT link to the vendor's fleet service; absent means no MQTT.
+    #[serde(default)]
+    pub fleet: Option<crate::fleet::FleetConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -168,6 +171,11 @@ impl Config {
         }
         if let Err(error) = credentials::PasswordPolicy::new(self.credentials.password_min_length) {
             return Err(fail("credentials.password_min_length", &error.to_string()));
+        }
+        if let Some(fleet) = &self.fleet
+            && let Err((key, message)) = fleet.check()
+        {
+            return Err(fail(&format!("fleet.{key}"), &message));
         }
         if self.web.listen.is_empty() {
             return Err(fail(

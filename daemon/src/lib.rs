@@ -9,6 +9,7 @@ pub mod access;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod fleet;
 pub mod identity;
 pub mod logging;
 pub mod persist;
@@ -118,6 +119,10 @@ pub fn run(layers: &[Layer]) -> Result<(), Error> {
             .filter_map(|l| l.local_addr().ok())
             .map(|a| a.to_string())
             .collect();
+        let fleet = config
+            .fleet
+            .clone()
+            .map(|f| tokio::spawn(fleet::run(f, state.clone(), shutdown.clone())));
         let app = web::router(state);
         let servers: Vec<_> = bound
             .into_iter()
@@ -142,6 +147,9 @@ pub fn run(layers: &[Layer]) -> Result<(), Error> {
 
         for server in servers {
             let _ = server.await;
+        }
+        if let Some(fleet) = fleet {
+            let _ = fleet.await;
         }
         service::stopping();
         Ok(())

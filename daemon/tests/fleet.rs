@@ -1,0 +1,852 @@
+//! The MQTT fleet link against a real mosquitto: the shipped `broker/`
+//! configuration and ACLs, a test PKI from `broker/dev-pki.sh`, TLS with
+//! client certificates on a loopback port, and hearthd in host mode.
+//!
+//! Needs Debian's `mosquitto`, `mosquitto-clients` and `openssl`. The
+//! "fleet service" side of each test is `mosquitto_sub`/`mosquitto_pub`
+//! with its own certificate (CN `hearth-fleet-service`).
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use support::{Daemon, Response, https, https_get};
+
+const BROKER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../broker");
+const SERVICE: &str = "hearth-fleet-service";
+/// The reference vendor file's model designation.
+const MODEL: &str = "HRH-1";
+const PASSWORD: &str = "correct horse battery staple";
+
+// ---- the broker ---------------------------------------------------------
+
+/// A mosquitto with the shipped configuration; killed on drop.
+struct Broker {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Broker {
+    /// Makes the PKI for `clients` (CNs), the ACL file with one release
+    /// grant per `(device, model)`, and starts mosquitto.
+    fn start(clients: &[&str], enrolled: &[(&str, &str)]) -> Broker {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pki = dir.path().join("pki");
+        let mut names = vec![SERVICE];
+        names.extend_from_slice(clients);
+        let status = Command::new(Path::new(BROKER_DIR).join("dev-pki.sh"))
+            .arg(&pki)
+            .args(&names)
+            .status()
+            .expect("run broker/dev-pki.sh (needs openssl)");
+        assert!(status.success(), "dev-pki.sh failed");
+        let acl = dir.path().join("acl");
+        std::fs::copy(Path::new(BROKER_DIR).join("acl.conf"), &acl).expect("copy acl.conf");
+        for (device, model) in enrolled {
+            let status = Command::new(Path::new(BROKER_DIR).join("acl-add-device.sh"))
+                .arg(&acl)
+                .args([device, model])
+                .status()
+                .expect("run acl-add-device.sh");
+            assert!(status.success(), "acl-add-device.sh failed");
+        }
+        let port = free_port();
+        let mut conf = std::fs::read_to_string(Path::new(BROKER_DIR).join("mosquitto.conf"))
+            .expect("read broker/mosquitto.conf")
+            .replace("@PORT@", &port.to_string())
+            .replace("@PKI@", &pki.display().to_string())
+            .replace("@ACL@", &acl.display().to_string());
+        if std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&acl).expect("acl")) == 0 {
+            // Test only: as root, mosquitto drops to the `mosquitto` user,
+            // which cannot read this root-owned temporary PKI.
+            conf.push_str("\nuser root\n");
+        }
+        std::fs::write(dir.path().join("mosquitto.conf"), conf).expect("write config");
+        let mut broker = Broker {
+            dir,
+            port,
+            child: None,
+        };
+        broker.spawn();
+        broker
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("broker log");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(self.dir.path().join("mosquitto.conf"))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start mosquitto (apt-get install mosquitto)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen on {addr}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("mosquitto.log")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn pki(&self, file: &str) -> PathBuf {
+        self.dir.path().join("pki").join(file)
+    }
+
+    /// The `[fleet]` layer for a device with this certificate CN.
+    fn fleet_config(&self, device: &str) -> String {
+        format!(
+            "[fleet]\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\ndevice_id = \"{device}\"\nreconnect_initial_secs = 0.5\nreconnect_max_secs = 4.0\n",
+            self.port,
+            self.pki("ca.crt").display(),
+            self.pki(&format!("{device}.crt")).display(),
+            self.pki(&format!("{device}.key")).display(),
+        )
+    }
+
+    /// Arguments that connect a mosquitto client as `identity`.
+    fn client_args(&self, identity: Option<&str>) -> Vec<String> {
+        let mut args = vec![
+            "-h".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            self.port.to_string(),
+            "--cafile".into(),
+            self.pki("ca.crt").display().to_string(),
+        ];
+        if let Some(cn) = identity {
+            args.extend([
+                "--cert".into(),
+                self.pki(&format!("{cn}.crt")).display().to_string(),
+                "--key".into(),
+                self.pki(&format!("{cn}.key")).display().to_string(),
+            ]);
+        }
+        args
+    }
+
+    /// Publishes one message as `identity` at QoS 1 and waits for it to be
+    /// acknowledged (mosquitto acknowledges refused publishes too).
+    fn publish(&self, identity: &str, topic: &str, payload: &str, retain: bool) {
+        let mut command = Command::new("mosquitto_pub");
+        command
+            .args(self.client_args(Some(identity)))
+            .args(["-q", "1", "-t", topic, "-m", payload]);
+        if retain {
+            command.arg("-r");
+        }
+        let output = command.output().expect("run mosquitto_pub");
+        assert!(
+            output.status.success(),
+            "mosquitto_pub as {identity} to {topic} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// A subscriber as `identity`, ready when this returns: it has received
+    /// a message on `probe`, published by the fleet service.
+    fn subscribe(&self, identity: &str, topics: &[&str], probe: &str) -> Sub {
+        let sub = Sub::start(self, Some(identity), topics);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut n = 0;
+        loop {
+            n += 1;
+            let marker = format!("probe-{n}");
+            self.publish(SERVICE, probe, &marker, false);
+            if sub
+                .wait(Duration::from_millis(500), |m| m.payload == marker)
+                .is_some()
+            {
+                return sub;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "subscriber {identity} never became ready; broker log:\n{}",
+                self.log()
+            );
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+// ---- a subscriber ---------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Message {
+    topic: String,
+    payload: String,
+    retained: bool,
+}
+
+impl Message {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.payload)
+            .unwrap_or_else(|_| panic!("not JSON on {}: {}", self.topic, self.payload))
+    }
+}
+
+/// `mosquitto_sub` in the background; every message it prints is kept.
+struct Sub {
+    child: Child,
+    seen: Arc<Mutex<Vec<Message>>>,
+    errors: Arc<Mutex<String>>,
+}
+
+impl Sub {
+    fn start(broker: &Broker, identity: Option<&str>, topics: &[&str]) -> Sub {
+        let mut command = Command::new("mosquitto_sub");
+        command
+            .args(broker.client_args(identity))
+            .args(["-q", "1", "-F", "%r|%t|%p"]);
+        for topic in topics {
+            command.args(["-t", topic]);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start mosquitto_sub (apt-get install mosquitto-clients)");
+        let seen: Arc<Mutex<Vec<Message>>> = Arc::default();
+        let sink = seen.clone();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut parts = line.splitn(3, '|');
+                let (Some(retain), Some(topic), Some(payload)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    continue;
+                };
+                sink.lock().expect("lock").push(Message {
+                    topic: topic.to_owned(),
+                    payload: payload.to_owned(),
+                    retained: retain == "1",
+                });
+            }
+        });
+        let errors: Arc<Mutex<String>> = Arc::default();
+        let sink = errors.clone();
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut all = sink.lock().expect("lock");
+                all.push_str(&line);
+                all.push('\n');
+            }
+        });
+        Sub {
+            child,
+            seen,
+            errors,
+        }
+    }
+
+    /// The first message, from the start, that `matches`, waiting up to `limit`.
+    fn wait(&self, limit: Duration, matches: impl Fn(&Message) -> bool) -> Option<Message> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(m) = self.seen.lock().expect("lock").iter().find(|m| matches(m)) {
+                return Some(m.clone());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Like `wait`, for messages after the first `skip` ones.
+    fn wait_after(
+        &self,
+        skip: usize,
+        limit: Duration,
+        matches: impl Fn(&Message) -> bool,
+    ) -> Option<Message> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(m) = self
+                .seen
+                .lock()
+                .expect("lock")
+                .iter()
+                .skip(skip)
+                .find(|m| matches(m))
+            {
+                return Some(m.clone());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.seen.lock().expect("lock").len()
+    }
+
+    fn all(&self) -> Vec<Message> {
+        self.seen.lock().expect("lock").clone()
+    }
+
+    /// Waits for the process to end (it ends on a refused connection).
+    fn exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const LONG: Duration = Duration::from_secs(20);
+
+fn status_topic(device: &str) -> String {
+    format!("hearth/device/{device}/status")
+}
+
+fn cmd_topic(device: &str) -> String {
+    format!("hearth/device/{device}/cmd")
+}
+
+/// The daemon's stderr without terminal colour codes.
+fn plain_log(daemon: &Daemon) -> String {
+    let raw = daemon.stderr();
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+// ---- owner side over HTTPS --------------------------------------------------
+
+fn claim(addr: SocketAddr, code: &str) -> Response {
+    let body = serde_json::json!({
+        "setup_code": code, "password": PASSWORD, "password_confirm": PASSWORD
+    })
+    .to_string();
+    loop {
+        let response = https(addr, "POST", "/api/setup", &[], Some(&body));
+        if response.status != 429 {
+            return response;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+fn dashboard_plug(addr: SocketAddr, cookie: &str) -> bool {
+    let dashboard = https(addr, "GET", "/api/dashboard", &[("Cookie", cookie)], None);
+    assert_eq!(dashboard.status, 200, "{}", dashboard.body);
+    dashboard.json()["plug"]["on"]
+        .as_bool()
+        .expect("plug.on in the dashboard")
+}
+
+// ---- tests -------------------------------------------------------------------
+
+#[test]
+fn the_device_publishes_retained_info_status_and_discovery_and_its_will_says_offline() {
+    let broker = Broker::start(&["dev1"], &[("dev1", MODEL)]);
+    let mut daemon = Daemon::with_override(&broker.fleet_config("dev1"));
+    daemon.ready();
+
+    // Once the status is out, info and discovery (sent before it on the
+    // same connection) are at the broker too.
+    let watcher = Sub::start(&broker, Some(SERVICE), &[&status_topic("dev1")]);
+    assert!(
+        watcher
+            .wait(LONG, |m| m.json()["state"] == "idle")
+            .is_some(),
+        "online; hearthd:\n{}",
+        plain_log(&daemon)
+    );
+    // A subscriber that arrives later still gets them: they are retained.
+    let wait_retained = |topic: String| {
+        let sub = Sub::start(&broker, Some(SERVICE), &[&topic]);
+        sub.wait(LONG, |m| m.topic == topic && m.retained)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no retained message on {topic}; hearthd:\n{}\nbroker:\n{}",
+                    plain_log(&daemon),
+                    broker.log()
+                )
+            })
+    };
+    let info = wait_retained("hearth/device/dev1/info".into()).json();
+    assert_eq!(info["schema"], 1);
+    assert_eq!(info["model"], MODEL);
+    assert_eq!(info["firmware_version"], hearthd::FIRMWARE_VERSION);
+    assert!(info["support"]["end_date"].is_string(), "{info}");
+    assert!(info["disclosure"]["contacts"][0].is_string(), "{info}");
+
+    let status = wait_retained(status_topic("dev1")).json();
+    assert_eq!(status["state"], "idle");
+    assert_eq!(status["version"], hearthd::FIRMWARE_VERSION);
+    assert_eq!(status["claimed"], false);
+    assert_eq!(status["plug"]["on"], false);
+    assert!(status["progress"].is_null() && status["last_error"].is_null());
+    assert!(status["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert!(status["support"]["state"].is_string(), "{status}");
+
+    let discovery = wait_retained("homeassistant/switch/dev1/config".into()).json();
+    assert_eq!(discovery["command_topic"], cmd_topic("dev1"));
+    assert_eq!(discovery["state_topic"], status_topic("dev1"));
+    assert_eq!(discovery["device"]["model"], MODEL);
+
+    // Killed without a word: the broker publishes the retained last will.
+    let before = watcher.count();
+    daemon.stop(Signal::SIGKILL);
+    watcher
+        .wait_after(before, LONG, |m| m.json()["state"] == "offline")
+        .expect("the last will arrives when hearthd dies");
+    let late = Sub::start(&broker, Some(SERVICE), &[&status_topic("dev1")]);
+    let retained = late
+        .wait(LONG, |m| m.retained)
+        .expect("a retained status after the will");
+    assert_eq!(retained.json()["state"], "offline", "the will is retained");
+
+    // Back again, then a clean stop: the device says offline itself.
+    daemon.restart();
+    daemon.ready();
+    let before = watcher.count();
+    assert!(
+        watcher
+            .wait_after(before, LONG, |m| m.json()["state"] == "idle")
+            .is_some(),
+        "online again after a restart"
+    );
+    let before = watcher.count();
+    daemon.stop(Signal::SIGTERM);
+    assert_eq!(daemon.exit_code(), Some(0));
+    assert!(
+        watcher
+            .wait_after(before, LONG, |m| m.json()["state"] == "offline")
+            .is_some(),
+        "a clean stop publishes offline; hearthd:\n{}",
+        plain_log(&daemon)
+    );
+    assert!(plain_log(&daemon).contains("left the fleet broker with status offline"));
+}
+
+#[test]
+fn plug_commands_are_refused_before_the_claim_and_switch_the_plug_after_it() {
+    let broker = Broker::start(&["dev1"], &[("dev1", MODEL)]);
+    let daemon = Daemon::with_override(&broker.fleet_config("dev1"));
+    let ready = daemon.ready();
+    let addr = ready.addr;
+    let status = Sub::start(&broker, Some(SERVICE), &[&status_topic("dev1")]);
+    assert!(
+        status.wait(LONG, |m| m.json()["state"] == "idle").is_some(),
+        "online; hearthd:\n{}",
+        plain_log(&daemon)
+    );
+    let cmd = cmd_topic("dev1");
+
+    // Sends a command and returns the status published in reply.
+    let command = |payload: &str, retain: bool| {
+        let before = status.count();
+        broker.publish(SERVICE, &cmd, payload, retain);
+        status
+            .wait_after(before, LONG, |_| true)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no status after {payload}; hearthd:\n{}",
+                    plain_log(&daemon)
+                )
+            })
+            .json()
+    };
+
+    // Unclaimed: refused with a clear answer, nothing switched.
+    let reply = command(r#"{"command":"plug","on":true,"id":"c1"}"#, false);
+    assert_eq!(reply["last_error"]["code"], "not_set_up", "{reply}");
+    assert_eq!(reply["last_error"]["command_id"], "c1");
+    assert!(
+        reply["last_error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("device not set up")),
+        "{reply}"
+    );
+    assert_eq!(reply["plug"]["on"], false);
+    assert!(plain_log(&daemon).contains("refused an MQTT command"));
+
+    // The owner claims the device over HTTPS.
+    let claimed = claim(addr, &ready.setup_code.expect("setup code"));
+    assert_eq!(claimed.status, 201, "{}", claimed.body);
+    let cookie = claimed.session_cookie().expect("session cookie");
+    assert!(!dashboard_plug(addr, &cookie));
+    let after_claim = status.wait(LONG, |m| m.json()["claimed"] == true);
+    assert!(after_claim.is_some(), "the status shows the claim");
+
+    // Claimed: the command goes through Plug::switch.
+    let reply = command(r#"{"command":"plug","on":true,"id":"c2"}"#, false);
+    assert_eq!(reply["plug"]["on"], true, "{reply}");
+    assert!(dashboard_plug(addr, &cookie), "the owner sees the plug on");
+
+    // Malformed commands are refused with a reason and change nothing.
+    let oversized = format!(
+        r#"{{"command":"plug","on":false,"pad":"{}"}}"#,
+        "x".repeat(5000)
+    );
+    for (payload, retain, code) in [
+        ("this is not json", false, "bad_json"),
+        (r#"{"command":"reboot"}"#, false, "unknown_command"),
+        (r#"{"command":"plug","on":"off"}"#, false, "bad_argument"),
+        (oversized.as_str(), false, "too_large"),
+    ] {
+        let reply = command(payload, retain);
+        assert_eq!(reply["last_error"]["code"], code, "{reply}");
+        assert_eq!(reply["plug"]["on"], true, "{code} changed the plug");
+        assert!(dashboard_plug(addr, &cookie), "{code} changed the plug");
+    }
+
+    let reply = command(r#"{"command":"plug","on":false}"#, false);
+    assert_eq!(reply["plug"]["on"], false, "{reply}");
+    assert!(!dashboard_plug(addr, &cookie));
+
+    // A switch on the web reaches the status topic too.
+    let csrf = claimed.json()["csrf_token"]
+        .as_str()
+        .expect("csrf")
+        .to_owned();
+    let before = status.count();
+    let switched = https(
+        addr,
+        "PUT",
+        "/api/plug",
+        &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)],
+        Some(r#"{"on":true}"#),
+    );
+    assert_eq!(switched.status, 200, "{}", switched.body);
+    assert!(
+        status
+            .wait_after(before, LONG, |m| m.json()["plug"]["on"] == true)
+            .is_some(),
+        "the status follows a switch on the web"
+    );
+    let log = plain_log(&daemon);
+    for code in ["bad_json", "unknown_command", "too_large"] {
+        assert!(log.contains(code), "{code} is logged:\n{log}");
+    }
+
+    // A retained command is not replayed when the device connects again.
+    // (A retained message published while the device is subscribed is
+    // delivered live, without the retain flag, and cannot be told apart in
+    // MQTT 3.1.1; the danger is the replay, and that is refused.)
+    let mut daemon = daemon;
+    daemon.stop(Signal::SIGKILL);
+    broker.publish(
+        SERVICE,
+        &cmd,
+        r#"{"command":"plug","on":false,"id":"stale"}"#,
+        true,
+    );
+    let before = status.count();
+    daemon.restart();
+    let addr = daemon.ready().addr;
+    let reply = status
+        .wait_after(before, LONG, |m| {
+            m.json()["last_error"]["code"] == "retained"
+        })
+        .unwrap_or_else(|| panic!("the replay is refused; hearthd:\n{}", plain_log(&daemon)))
+        .json();
+    assert_eq!(reply["last_error"]["command_id"], "stale");
+    assert_eq!(reply["plug"]["on"], true, "{reply}");
+    broker.publish(SERVICE, &cmd, "", true);
+    let login = https(
+        addr,
+        "POST",
+        "/api/login",
+        &[],
+        Some(&serde_json::json!({ "password": PASSWORD }).to_string()),
+    );
+    assert_eq!(login.status, 200, "{}", login.body);
+    assert!(dashboard_plug(
+        addr,
+        &login.session_cookie().expect("cookie")
+    ));
+}
+
+#[test]
+fn the_device_reconnects_with_a_jittered_growing_backoff_after_a_broker_restart() {
+    let mut broker = Broker::start(&["dev1"], &[("dev1", MODEL)]);
+    let daemon = Daemon::with_override(&broker.fleet_config("dev1"));
+    daemon.ready();
+    let first = Sub::start(&broker, Some(SERVICE), &[&status_topic("dev1")]);
+    assert!(first.wait(LONG, |m| m.json()["state"] == "idle").is_some());
+    drop(first);
+
+    broker.kill();
+    std::thread::sleep(Duration::from_secs(7));
+    let down_log = plain_log(&daemon);
+    broker.restart();
+    // persistence is off: the retained status is there again only because
+    // the device reconnected and published it.
+    let again = Sub::start(&broker, Some(SERVICE), &[&status_topic("dev1")]);
+    assert!(
+        again
+            .wait(Duration::from_secs(30), |m| m.json()["state"] == "idle")
+            .is_some(),
+        "the device came back; hearthd:\n{}",
+        plain_log(&daemon)
+    );
+
+    // What the supervisor logged while the broker was down.
+    let retries: Vec<(u32, u64)> = down_log
+        .lines()
+        .filter(|l| l.contains("MQTT connection failed"))
+        .map(|l| {
+            let field = |name: &str| -> u64 {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix(name))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{name} in {l}"))
+            };
+            (field("attempt=") as u32, field("retry_in_ms="))
+        })
+        .collect();
+    assert!(
+        retries.len() >= 2,
+        "it kept trying while the broker was down: {retries:?}\n{down_log}"
+    );
+    // No tight loop: growing windows (0.5 s, 1 s, 2 s, 4 s, 4 s …) allow a
+    // handful of tries in 7 s, never hundreds.
+    assert!(
+        retries.len() <= 25,
+        "{} retries: {retries:?}",
+        retries.len()
+    );
+    for (attempt, delay) in &retries {
+        let window_ms = (500u64 << (attempt - 1).min(3)).min(4000);
+        assert!(
+            *delay <= window_ms,
+            "attempt {attempt}: {delay} ms is outside its window of {window_ms} ms"
+        );
+    }
+    let attempts: Vec<u32> = retries.iter().map(|r| r.0).collect();
+    assert!(
+        attempts.windows(2).all(|w| w[1] == w[0] + 1),
+        "attempts count up while the broker is down: {attempts:?}"
+    );
+    // Jitter: the delays are not all the same.
+    let first_delays: std::collections::BTreeSet<u64> = retries.iter().map(|r| r.1).collect();
+    assert!(first_delays.len() > 1, "{retries:?}");
+}
+
+#[test]
+fn acls_keep_devices_apart_and_a_client_without_a_certificate_cannot_connect() {
+    let broker = Broker::start(&["dev1", "dev2"], &[("dev1", MODEL), ("dev2", "OTHER-2")]);
+    let dev1_cmd = cmd_topic("dev1");
+    let dev2_cmd = cmd_topic("dev2");
+
+    // dev2 subscribes to its own command topic (the probe) and to dev1's.
+    let spy = broker.subscribe(
+        "dev2",
+        &[&dev2_cmd, &dev1_cmd, &format!("hearth/{MODEL}/release")],
+        &dev2_cmd,
+    );
+    // dev1 legitimately reads its own commands: the control.
+    let owner = broker.subscribe("dev1", &[&dev1_cmd], &dev1_cmd);
+    broker.publish(SERVICE, &dev1_cmd, "secret-for-dev1", false);
+    broker.publish(
+        SERVICE,
+        &format!("hearth/{MODEL}/release"),
+        "manifest-for-HRH-1",
+        true,
+    );
+    broker.publish(SERVICE, &dev2_cmd, "done", false);
+    assert!(
+        owner
+            .wait(LONG, |m| m.payload == "secret-for-dev1")
+            .is_some()
+    );
+    assert!(spy.wait(LONG, |m| m.payload == "done").is_some());
+    let leaked: Vec<Message> = spy
+        .all()
+        .into_iter()
+        .filter(|m| m.topic != dev2_cmd)
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "dev2 read what is not its own: {leaked:?}"
+    );
+
+    // dev1 reads its model's release; dev2 (another model) did not above.
+    let release_reader = Sub::start(&broker, Some("dev1"), &[&format!("hearth/{MODEL}/release")]);
+    assert!(
+        release_reader
+            .wait(LONG, |m| m.payload == "manifest-for-HRH-1")
+            .is_some(),
+        "a device reads its own model's release"
+    );
+
+    // dev2 publishes as if it were dev1; the fleet service never sees it.
+    let service = broker.subscribe(
+        SERVICE,
+        &["hearth/device/+/status", "hearth/test/probe"],
+        "hearth/test/probe",
+    );
+    broker.publish("dev2", &status_topic("dev1"), r#"{"state":"forged"}"#, true);
+    broker.publish("dev2", &dev1_cmd, r#"{"command":"plug","on":true}"#, false);
+    broker.publish(
+        "dev2",
+        &status_topic("dev2"),
+        r#"{"state":"dev2-own"}"#,
+        false,
+    );
+    assert!(
+        service
+            .wait(LONG, |m| m.payload.contains("dev2-own"))
+            .is_some(),
+        "a device writes its own status"
+    );
+    assert!(
+        owner
+            .wait(Duration::from_millis(500), |m| m.payload.contains("plug"))
+            .is_none(),
+        "dev2 sent a command to dev1"
+    );
+    assert!(
+        service
+            .wait(Duration::ZERO, |m| m.payload.contains("forged"))
+            .is_none(),
+        "dev2 wrote dev1's status: {:?}",
+        service.all()
+    );
+    let late = Sub::start(&broker, Some(SERVICE), &[&status_topic("dev1")]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        late.all().is_empty(),
+        "a forged retained status: {:?}",
+        late.all()
+    );
+
+    // No client certificate: the TLS handshake fails, nothing is received.
+    let mut anonymous = Sub::start(&broker, None, &["#"]);
+    let status = anonymous
+        .exit(LONG)
+        .expect("mosquitto_sub without a certificate gives up");
+    assert!(
+        !status.success(),
+        "{}",
+        anonymous.errors.lock().expect("lock")
+    );
+    assert!(anonymous.all().is_empty());
+    assert!(
+        broker.log().contains("peer did not return a certificate"),
+        "{}",
+        broker.log()
+    );
+
+    // TLS below 1.2 is refused.
+    let old = Command::new("openssl")
+        .args(["s_client", "-tls1_1", "-connect"])
+        .arg(format!("127.0.0.1:{}", broker.port))
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let text =
+        String::from_utf8_lossy(&old.stderr).to_string() + &String::from_utf8_lossy(&old.stdout);
+    assert!(
+        text.contains("alert protocol version"),
+        "the broker did not refuse TLS 1.1:\n{text}"
+    );
+}
+
+#[test]
+fn a_broker_with_a_certificate_from_another_ca_is_not_trusted() {
+    let broker = Broker::start(&["dev1"], &[("dev1", MODEL)]);
+    // A second, unrelated PKI: its CA is what the device is told to trust.
+    let other = tempfile::tempdir().expect("temp dir");
+    let status = Command::new(Path::new(BROKER_DIR).join("dev-pki.sh"))
+        .arg(other.path())
+        .status()
+        .expect("dev-pki.sh");
+    assert!(status.success());
+    let config = broker.fleet_config("dev1").replace(
+        &broker.pki("ca.crt").display().to_string(),
+        &other.path().join("ca.crt").display().to_string(),
+    );
+    let daemon = Daemon::with_override(&config);
+    let ready = daemon.ready();
+    let deadline = Instant::now() + LONG;
+    while !plain_log(&daemon).contains("TLS with the broker failed") {
+        assert!(Instant::now() < deadline, "{}", plain_log(&daemon));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let watcher = Sub::start(&broker, Some(SERVICE), &["hearth/#"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(watcher.all().is_empty(), "{:?}", watcher.all());
+    assert!(!plain_log(&daemon).contains("connected to the fleet broker"));
+    // The web UI is unaffected.
+    assert_eq!(https_get(ready.addr, "/healthz").status, 200);
+}
