@@ -325,7 +325,6 @@ impl Link {
                 self.on_publish(&publish);
                 false
             }
-            Event::Outgoing(Outgoing::Disconnect) => false,
             _ => false,
         }
     }
