@@ -680,3 +680,52 @@ fn a_corrupted_image_streamed_past_the_manifest_check_is_refused_by_swupdate_but
         "SWUpdate 2022.12 no longer writes before the hash check: update docs/update-security.md"
     );
 }
+
+#[test]
+fn a_swu_signed_by_signers_under_two_roots_passes_swupdate_trusting_either() {
+    // Multi-signer CMS: the Debian build skips unknown signers
+    // (CONFIG_CMS_SKIP_UNKNOWN_SIGNERS), so a .swu can serve devices that
+    // trust the old root and devices that trust the new one.
+    let (a, b) = (Vendor::new(), Vendor::new());
+    let rootfs = a.path("rootfs");
+    fs::write(&rootfs, image(7)).unwrap();
+    let b_signer = b.path("signer");
+    a.run(&[
+        "build",
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "--version",
+        "1.0.0",
+        "--model",
+        MODEL,
+        "--hw-revision",
+        REV,
+        "--signer",
+        "signer",
+        "--signer",
+        b_signer.to_str().unwrap(),
+        "--out",
+        "two.swu",
+    ]);
+    let check = |trust: &Path| {
+        Command::new("swupdate")
+            .args(["-c", "-i"])
+            .arg(a.path("two.swu"))
+            .arg("-k")
+            .arg(trust)
+            .args(["-e", "stable,copy2", "-H", &format!("{MODEL}:{REV}")])
+            .output()
+            .unwrap()
+    };
+    for trust in [a.root_cert(), b.root_cert()] {
+        let out = check(&trust);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    // A third root trusts neither signer.
+    let c = Vendor::new();
+    assert!(!check(&c.root_cert()).status.success());
+}
