@@ -19,10 +19,14 @@
 //! ```no_run
 //! use update_manifest::{verify, CheckedReader, DeviceFacts, Timestamp, TrustedRoot};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let root = TrustedRoot::from_pem(&std::fs::read_to_string("/usr/share/hearth/update-root.pub.pem")?)?;
+//! // The root certificate SWUpdate trusts (-k) is the manifest root too.
+//! let root = TrustedRoot::from_cert_pem(&std::fs::read_to_string("/usr/share/hearth/swupdate-trust.pem")?)?;
+//! // The same facts SWUpdate's hardware check reads.
+//! let (model, hardware_revision) =
+//!     DeviceFacts::parse_hwrevision(&std::fs::read_to_string("/etc/hwrevision")?)?;
 //! let facts = DeviceFacts {
-//!     model: "HRH-1".parse()?,
-//!     hardware_revision: "A".parse()?,
+//!     model,
+//!     hardware_revision,
 //!     installed_version: "1.4.1".parse()?,
 //!     security_floor: 3,
 //!     keyring_floor: 2,
