@@ -850,3 +850,101 @@ fn a_broker_with_a_certificate_from_another_ca_is_not_trusted() {
     // The web UI is unaffected.
     assert_eq!(https_get(ready.addr, "/healthz").status, 200);
 }
+
+#[test]
+fn a_device_without_a_certificate_makes_a_key_and_csr_and_connects_once_it_is_signed() {
+    let broker = Broker::start(&[], &[("dev9", MODEL)]);
+    let device = tempfile::tempdir().expect("temp dir");
+    let fleet = device.path().join("fleet");
+    let (key, csr, cert) = (
+        fleet.join("device.key"),
+        fleet.join("device.csr"),
+        fleet.join("device.crt"),
+    );
+    let config = format!(
+        "[fleet]\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\ncsr_file = \"{}\"\ndevice_id = \"dev9\"\n",
+        broker.port,
+        broker.pki("ca.crt").display(),
+        cert.display(),
+        key.display(),
+        csr.display()
+    );
+    let daemon = Daemon::with_override(&config);
+    daemon.ready();
+    let deadline = Instant::now() + LONG;
+    while !plain_log(&daemon).contains("MQTT waits for the device certificate") {
+        assert!(Instant::now() < deadline, "{}", plain_log(&daemon));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key)
+            .expect("the device made its key")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the key is private");
+
+    // The CSR is well-formed, self-signed by the device's key, for its id.
+    let checked = Command::new("openssl")
+        .args(["req", "-verify", "-noout", "-subject", "-in"])
+        .arg(&csr)
+        .output()
+        .expect("openssl req");
+    let text = String::from_utf8_lossy(&checked.stdout).to_string()
+        + &String::from_utf8_lossy(&checked.stderr);
+    assert!(checked.status.success(), "{text}");
+    assert!(
+        text.contains("CN = dev9") || text.contains("CN=dev9"),
+        "{text}"
+    );
+
+    // Nothing reached the broker without a certificate.
+    let watcher = Sub::start(&broker, Some(SERVICE), &[&status_topic("dev9")]);
+    assert!(watcher.wait(Duration::from_secs(1), |_| true).is_none());
+
+    // The vendor's enrolment step signs it (here: the test CA) and installs
+    // the certificate with a rename, so the device never reads half a file.
+    let ext = device.path().join("client.ext");
+    std::fs::write(
+        &ext,
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .expect("ext");
+    let staged = device.path().join("device.crt.new");
+    let signed = Command::new("openssl")
+        .args([
+            "x509",
+            "-req",
+            "-days",
+            "1",
+            "-sha256",
+            "-CAcreateserial",
+            "-in",
+        ])
+        .arg(&csr)
+        .arg("-CA")
+        .arg(broker.pki("ca.crt"))
+        .arg("-CAkey")
+        .arg(broker.pki("ca.key"))
+        .arg("-extfile")
+        .arg(&ext)
+        .arg("-out")
+        .arg(&staged)
+        .output()
+        .expect("openssl x509");
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    std::fs::rename(&staged, &cert).expect("install certificate");
+
+    let status = watcher
+        .wait(LONG, |m| m.json()["state"] == "idle")
+        .unwrap_or_else(|| {
+            panic!(
+                "connected with the signed certificate; hearthd:\n{}",
+                plain_log(&daemon)
+            )
+        });
+    assert_eq!(status.json()["version"], hearthd::FIRMWARE_VERSION);
+}

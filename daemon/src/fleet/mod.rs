@@ -10,13 +10,17 @@
 //!
 //! The topic scheme, payloads and broker set-up are in `docs/mqtt.md`.
 //!
+//! The device certificate is either provisioned at the factory (paths in
+//! the configuration) or requested by the device itself ([`enrol`]: key and
+//! CSR made on first boot, the link waits for the signed certificate).
+//!
 //! Current limitations: release manifests are only logged (the update work
-//! verifies and acts on them); the device certificate is provisioned at the
-//! factory (paths in the configuration), there is no CSR flow on the device
-//! yet.
+//! verifies and acts on them); carrying the CSR to an enrolment service and
+//! the certificate back is left to the vendor's provisioning step.
 
 pub mod backoff;
 pub mod command;
+pub mod enrol;
 pub mod messages;
 pub mod tls;
 pub mod topics;
@@ -53,6 +57,10 @@ pub struct FleetConfig {
     /// The device's client certificate (PEM, leaf first) and its key.
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    /// Set for the CSR flow: on first boot the device makes `key_file` and
+    /// writes a certificate signing request here, then waits until the
+    /// vendor's enrolment step installs `cert_file`.
+    pub csr_file: Option<PathBuf>,
     /// The device id; it must equal the certificate's CN, because the
     /// broker's ACLs are keyed on the CN.
     pub device_id: String,
@@ -92,6 +100,9 @@ fn default_reconnect_max() -> f64 {
     300.0
 }
 
+/// How often a device in the CSR flow looks for its certificate.
+const CERTIFICATE_POLL: Duration = Duration::from_secs(2);
+
 /// Release manifests are small JSON documents; this is far above any real
 /// one and keeps rumqttc from buffering whatever a broker sends.
 const MAX_INCOMING_PACKET: usize = 256 * 1024;
@@ -115,6 +126,11 @@ impl FleetConfig {
             if !path.is_absolute() {
                 return fail(key, "expected an absolute path".into());
             }
+        }
+        if let Some(csr) = &self.csr_file
+            && !csr.is_absolute()
+        {
+            return fail("csr_file", "expected an absolute path".into());
         }
         for (key, value) in [
             ("device_id", Some(&self.device_id)),
@@ -184,6 +200,25 @@ impl FleetConfig {
 /// cannot fix (unreadable certificates) are logged and end the task; the
 /// rest of the device keeps working without MQTT.
 pub async fn run(config: FleetConfig, state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    if let Some(csr_file) = &config.csr_file {
+        match enrol::ensure(&config.key_file, csr_file, &config.device_id) {
+            Ok(made) => {
+                if made.key {
+                    tracing::info!(key = %config.key_file.display(), "made the device's fleet key");
+                }
+                if made.csr {
+                    tracing::info!(csr = %csr_file.display(), "wrote a certificate signing request for the fleet");
+                }
+            }
+            Err(error) => {
+                tracing::error!("MQTT is off: {error}");
+                return;
+            }
+        }
+        if !wait_for_certificate(&config, csr_file, &mut shutdown).await {
+            return;
+        }
+    }
     let (topics, tls) = match prepare(&config, &state) {
         Ok(ready) => ready,
         Err(message) => {
@@ -255,6 +290,30 @@ pub async fn run(config: FleetConfig, state: Arc<AppState>, mut shutdown: watch:
         }
     }
     link.go_offline(&mut eventloop).await;
+}
+
+/// Waits until the certificate file exists; false on shutdown.
+async fn wait_for_certificate(
+    config: &FleetConfig,
+    csr_file: &std::path::Path,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut told = false;
+    while !config.cert_file.exists() {
+        if !told {
+            tracing::warn!(
+                "MQTT waits for the device certificate: have the request {} signed by the vendor's enrolment service and install the certificate as {}",
+                csr_file.display(),
+                config.cert_file.display()
+            );
+            told = true;
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return false,
+            _ = tokio::time::sleep(CERTIFICATE_POLL) => {}
+        }
+    }
+    true
 }
 
 fn prepare(
@@ -516,6 +575,7 @@ mod tests {
             ("model = \"x+\"\n", "fleet.model"),
             ("ca_file = \"ca.pem\"\n", "fleet.ca_file"),
             ("key_file = \"key.pem\"\n", "fleet.key_file"),
+            ("csr_file = \"device.csr\"\n", "fleet.csr_file"),
             ("host = \" \"\n", "fleet.host"),
             (
                 "discovery_prefix = \"home/assistant\"\n",
