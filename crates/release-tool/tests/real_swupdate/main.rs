@@ -287,7 +287,7 @@ fn tamper_sw_description(swu: &[u8]) -> Vec<u8> {
 #[test]
 fn keygen_certify_build_verify_then_install_writes_the_image_into_slot_b() {
     let v = Vendor::new();
-    let d = Daemon::start(&v.root_cert(), MODEL, REV, IMAGE_SIZE);
+    let d = swupdate_daemon::start(&v.root_cert(), MODEL, REV, IMAGE_SIZE);
     let img = image(1);
     let swu = v.build(&d, "good", "1.1.0", "signer", &img);
     let manifest = v.manifest(&swu, "signer", &[]);
@@ -343,7 +343,7 @@ fn keygen_certify_build_verify_then_install_writes_the_image_into_slot_b() {
 #[test]
 fn every_tampering_case_is_refused_and_the_slots_stay_untouched() {
     let v = Vendor::new();
-    let d = Daemon::start(&v.root_cert(), MODEL, REV, IMAGE_SIZE);
+    let d = swupdate_daemon::start(&v.root_cert(), MODEL, REV, IMAGE_SIZE);
     let now = Timestamp::now();
     let img = image(2);
     let swu = v.build(&d, "good", "1.1.0", "signer", &img);
@@ -580,7 +580,7 @@ fn every_tampering_case_is_refused_and_the_slots_stay_untouched() {
 #[test]
 fn after_rotation_a_release_signed_with_the_new_key_installs() {
     let v = Vendor::new();
-    let d = Daemon::start(&v.root_cert(), MODEL, REV, IMAGE_SIZE);
+    let d = swupdate_daemon::start(&v.root_cert(), MODEL, REV, IMAGE_SIZE);
     v.run(&[
         "rotate",
         "--root",
@@ -660,7 +660,7 @@ fn a_corrupted_image_streamed_past_the_manifest_check_is_refused_by_swupdate_but
     // (or accept a clobbered inactive slot): with installed-directly,
     // SWUpdate writes while it hashes. The boot environment is not armed.
     let v = Vendor::new();
-    let d = Daemon::start(&v.root_cert(), MODEL, REV, IMAGE_SIZE);
+    let d = swupdate_daemon::start(&v.root_cert(), MODEL, REV, IMAGE_SIZE);
     let swu = v.build(&d, "good", "1.1.0", "signer", &image(6));
     let mut bytes = fs::read(&swu).unwrap();
     let at = bytes.len() - 1000;

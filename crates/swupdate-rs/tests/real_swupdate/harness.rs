@@ -1,23 +1,15 @@
-//! Runs the real Debian `swupdate` (2022.12) in isolation for the tests.
-//!
-//! That build has its socket paths and the GRUB environment path compiled
-//! in (`strings /usr/bin/swupdate`: `/tmp/sockinstctrl`, `/tmp/swupdateprog`,
-//! `/boot/grub/grubenv`), and `$TMPDIR` does not move them. So each daemon
-//! runs in its own mount namespace (`unshare --mount`) where a private
-//! directory is bind-mounted over `/tmp` and another over `/boot`. The host's
-//! `/tmp` and `/boot` are never written; the sockets appear in the private
-//! directory, where the test connects to them from outside the namespace.
+//! Test material for the real Debian `swupdate` (2022.12): the isolated
+//! daemon itself comes from the shared `swupdate-testkit` crate (private
+//! mount namespace, file-backed slots, GRUB environment file); this file
+//! adds what only these tests use: a throw-away CMS certificate, a
+//! hand-built `.swu` and deterministic test images.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use swupdate_rs::{Client, ClientConfig};
+use std::process::{Command, Stdio};
 
 /// Board and revision the daemon runs as (`-H`), matched by the
 /// `hardware-compatibility` of the test `.swu`.
@@ -26,7 +18,7 @@ pub const REVISION: &str = "1.0";
 /// Size of each slot file and of the test image.
 pub const SLOT_SIZE: usize = 256 * 1024;
 /// Byte the slots are filled with before a test, to see any write.
-pub const SLOT_FILL: u8 = 0x5a;
+pub use swupdate_testkit::SLOT_FILL;
 
 /// A throw-away CMS signing identity.
 pub struct Signer {
@@ -90,16 +82,20 @@ pub struct SwuSpec<'a> {
     pub tamper_after_signing: bool,
 }
 
-/// One isolated swupdate daemon with file-backed slots and a GRUB env file.
+/// One isolated swupdate daemon (the shared `swupdate-testkit` one) that
+/// trusts a throw-away CMS certificate made for it.
 pub struct Daemon {
-    child: Child,
-    pub root: tempfile::TempDir,
-    pub client: Client,
-    pub slot_a: PathBuf,
-    pub slot_b: PathBuf,
-    pub grubenv: PathBuf,
+    inner: swupdate_testkit::Daemon,
     pub trusted: Signer,
-    log: PathBuf,
+    // Kept for its Drop: the certificate's directory.
+    _pki: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Daemon {
+    type Target = swupdate_testkit::Daemon;
+    fn deref(&self) -> &swupdate_testkit::Daemon {
+        &self.inner
+    }
 }
 
 impl Daemon {
@@ -107,131 +103,29 @@ impl Daemon {
     /// -e stable,copy2 -q stable,copy1 -q stable,copy2` and waits until both
     /// sockets accept connections.
     pub fn start() -> Daemon {
-        let root = tempfile::Builder::new()
-            .prefix("swupdate-rs-")
+        let pki = tempfile::Builder::new()
+            .prefix("swupdate-rs-pki-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap();
-        let dir = root.path();
-        let (tmp, boot, slots, pki) = (
-            dir.join("tmp"),
-            dir.join("boot"),
-            dir.join("slots"),
-            dir.join("pki"),
-        );
-        for d in [&tmp, &boot.join("grub"), &slots, &pki] {
-            fs::create_dir_all(d).unwrap();
-        }
-        let slot_a = slots.join("a.img");
-        let slot_b = slots.join("b.img");
-        fs::write(&slot_a, vec![SLOT_FILL; SLOT_SIZE]).unwrap();
-        fs::write(&slot_b, vec![SLOT_FILL; SLOT_SIZE]).unwrap();
-        // An empty GRUB environment block: fixed 1024 bytes, '#'-padded.
-        let grubenv = boot.join("grub/grubenv");
-        let mut env = b"# GRUB Environment Block\n".to_vec();
-        env.resize(1024, b'#');
-        fs::write(&grubenv, env).unwrap();
-        // 2022.12 insists on a `globals` section when -f is given; an own
-        // file keeps a host /etc/swupdate.cfg out of the test.
-        let cfg = dir.join("swupdate.cfg");
-        fs::write(&cfg, "globals: {\n  verbose = true;\n};\n").unwrap();
-        let trusted = Signer::generate(&pki, "hearth-test-signer");
-        let log = dir.join("swupdate.log");
-        let log_file = fs::File::create(&log).unwrap();
-
-        let mut cmd = Command::new("unshare");
-        if !is_root() {
-            // Unprivileged: a user namespace grants the mount rights.
-            cmd.args(["--user", "--map-root-user"]);
-        }
-        cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-            .arg(r#"mount --bind "$1" /tmp && mount --bind "$2" /boot && shift 2 && exec swupdate "$@""#)
-            .arg("sh")
-            .arg(&tmp)
-            .arg(&boot)
-            .args(["-v", "-f"])
-            .arg(&cfg)
-            .arg("-k")
-            .arg(&trusted.cert)
-            .args(["-B", "grub", "-H"])
-            .arg(format!("{BOARD}:{REVISION}"))
-            .args(["-e", "stable,copy2", "-q", "stable,copy1", "-q", "stable,copy2"])
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            // Own process group, so Drop can kill swupdate's children too.
-            .process_group(0);
-        let child = cmd.spawn().expect("cannot start unshare/swupdate");
-
-        let config = ClientConfig {
-            io_timeout: Duration::from_secs(10),
-            install_timeout: Duration::from_secs(60),
-            poll_interval: Duration::from_millis(50),
-            ..ClientConfig::in_dir(&tmp)
-        };
-        let mut daemon = Daemon {
-            child,
-            client: Client::new(config),
-            slot_a,
-            slot_b,
-            grubenv,
+        let trusted = Signer::generate(pki.path(), "hearth-test-signer");
+        let inner = swupdate_testkit::Daemon::builder(&trusted.cert)
+            .hardware(BOARD, REVISION)
+            .slot_size(SLOT_SIZE)
+            .temp_dir(env!("CARGO_TARGET_TMPDIR"))
+            .prefix("swupdate-rs-")
+            .start();
+        Daemon {
+            inner,
             trusted,
-            log,
-            root,
-        };
-        daemon.wait_ready();
-        daemon
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let cfg = self.client.config().clone();
-        loop {
-            let ctrl = std::os::unix::net::UnixStream::connect(&cfg.control_socket).is_ok();
-            let prog = std::os::unix::net::UnixStream::connect(&cfg.progress_socket).is_ok();
-            if ctrl && prog {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("swupdate exited early ({status}):\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "swupdate's sockets did not appear:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+            _pki: pki,
         }
-    }
-
-    /// swupdate's output so far (for assertion messages).
-    pub fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// `key=value` lines of the GRUB environment file.
-    pub fn grubenv_vars(&self) -> Vec<(String, String)> {
-        let env = fs::read(&self.grubenv).unwrap();
-        assert_eq!(env.len(), 1024, "grubenv must stay 1024 bytes");
-        String::from_utf8_lossy(&env)
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect()
-    }
-
-    pub fn grubenv_var(&self, key: &str) -> Option<String> {
-        self.grubenv_vars()
-            .into_iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
     }
 
     /// Builds a signed `.swu`: cpio `crc` format with `sw-description`
     /// first, `sw-description.sig` second, then the image; a sha256 for the
     /// image; copy1 writes slot A, copy2 slot B, each with bootenv entries.
     pub fn build_swu(&self, spec: &SwuSpec<'_>) -> Vec<u8> {
-        let work = tempfile::tempdir_in(self.root.path()).unwrap();
+        let work = tempfile::tempdir_in(self.root()).unwrap();
         let w = work.path();
         fs::write(w.join("rootfs.img"), spec.image).unwrap();
         let sha = sha256_hex(spec.image);
@@ -294,35 +188,6 @@ impl Daemon {
         );
         out.stdout
     }
-
-    /// Slot contents.
-    pub fn slot(&self, path: &Path) -> Vec<u8> {
-        fs::read(path).unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // Kill the whole group (swupdate forks helper processes), even when
-        // the test panicked; the mount namespace goes away with them.
-        let pgid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            println!("---- swupdate log ----\n{}", self.log());
-        }
-    }
-}
-
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 /// A deterministic pseudo-random image (no RNG dependency): every byte

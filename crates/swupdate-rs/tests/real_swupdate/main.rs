@@ -179,7 +179,7 @@ fn flipped_byte_in_the_image_is_refused_and_slots_are_untouched() {
 fn signature_by_an_untrusted_key_is_refused_and_slots_are_untouched() {
     let d = Daemon::start();
     let image = test_image(4);
-    let rogue = Signer::generate(d.root.path(), "rogue");
+    let rogue = Signer::generate(d.root(), "rogue");
     let swu = d.build_swu(&SwuSpec {
         version: "1.0.0",
         image: &image,
@@ -484,7 +484,7 @@ fn an_image_rejected_mid_stream_reports_swupdates_verdict_not_the_broken_pipe() 
     // swupdate closes the stream (after checking sw-description) while
     // `install` is still writing.
     let d = Daemon::start();
-    let rogue = Signer::generate(d.root.path(), "rogue");
+    let rogue = Signer::generate(d.root(), "rogue");
     let image: Vec<u8> = (0..16).flat_map(|i| test_image(100 + i)).collect();
     let swu = d.build_swu(&SwuSpec {
         version: "1.0.0",
