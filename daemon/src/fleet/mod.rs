@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet,
-    Publish, QoS, SubscribeReasonCode, TlsConfiguration, Transport,
+    Publish, QoS, SubAck, SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -252,44 +252,87 @@ pub async fn run(config: FleetConfig, state: Arc<AppState>, mut shutdown: watch:
         published: None,
         connected: false,
     };
-    let mut backoff = Backoff::new(
+    let backoff = Backoff::new(
         Duration::from_secs_f64(config.reconnect_initial_secs),
         Duration::from_secs_f64(config.reconnect_max_secs),
     );
-    let mut status_check = tokio::time::interval(STATUS_CHECK);
     tracing::info!(
         broker = %format!("{}:{}", config.host, config.port),
         device = %config.device_id,
         "connecting to the fleet broker"
     );
+    // rumqttc's `poll()` is not cancel-safe (a request taken from its
+    // channel can be lost), so it runs alone in the driver task and this
+    // loop selects over the driver's events instead.
+    let (events, mut incoming) = tokio::sync::mpsc::channel(16);
+    let driver = tokio::spawn(drive(eventloop, backoff, events));
+    let mut status_check = tokio::time::interval(STATUS_CHECK);
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = status_check.tick() => link.refresh_status(),
-            event = eventloop.poll() => match event {
-                Ok(event) => {
-                    if link.on_event(event) {
-                        backoff.reset();
-                    }
-                }
-                Err(error) => {
-                    link.connected = false;
-                    let delay = backoff.next_delay(backoff::system_random());
-                    tracing::warn!(
-                        error = %describe(&error),
-                        attempt = backoff.failures(),
-                        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                        "MQTT connection failed; retrying after a jittered backoff"
-                    );
-                    tokio::select! {
-                        _ = shutdown.changed() => break,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                }
+            event = incoming.recv() => match event {
+                Some(event) => link.on_event(event),
+                None => break,
             },
         }
     }
-    link.go_offline(&mut eventloop).await;
+    link.go_offline(&mut incoming).await;
+    driver.abort();
+}
+
+/// What the driver task reports to the fleet loop.
+#[derive(Debug)]
+enum LinkEvent {
+    Connected,
+    /// The connection failed or dropped; the driver is waiting out a backoff.
+    Lost,
+    Message(Publish),
+    SubAck(SubAck),
+    /// Our DISCONNECT went out (a clean shutdown).
+    Disconnected,
+}
+
+/// Polls the event loop for ever, waiting a jittered backoff after each
+/// failure. Ends when the fleet loop stops listening.
+async fn drive(
+    mut eventloop: EventLoop,
+    mut backoff: Backoff,
+    events: tokio::sync::mpsc::Sender<LinkEvent>,
+) {
+    loop {
+        let (event, delay) = match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                tracing::info!(code = ?ack.code, "connected to the fleet broker");
+                backoff.reset();
+                (Some(LinkEvent::Connected), None)
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                (Some(LinkEvent::Message(publish)), None)
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => (Some(LinkEvent::SubAck(ack)), None),
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => (Some(LinkEvent::Disconnected), None),
+            Ok(_) => (None, None),
+            Err(error) => {
+                let delay = backoff.next_delay(backoff::system_random());
+                tracing::warn!(
+                    error = %describe(&error),
+                    attempt = backoff.failures(),
+                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    "MQTT connection failed; retrying after a jittered backoff"
+                );
+                (Some(LinkEvent::Lost), Some(delay))
+            }
+        };
+        if let Some(event) = event
+            && events.send(event).await.is_err()
+        {
+            return;
+        }
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+    }
 }
 
 /// Waits until the certificate file exists; false on shutdown.
@@ -357,16 +400,14 @@ struct Link {
 }
 
 impl Link {
-    /// Handles one event; true when the broker accepted the connection.
-    fn on_event(&mut self, event: Event) -> bool {
+    fn on_event(&mut self, event: LinkEvent) {
         match event {
-            Event::Incoming(Packet::ConnAck(ack)) => {
-                tracing::info!(code = ?ack.code, "connected to the fleet broker");
+            LinkEvent::Connected => {
                 self.connected = true;
                 self.on_connect();
-                true
             }
-            Event::Incoming(Packet::SubAck(ack)) => {
+            LinkEvent::Lost | LinkEvent::Disconnected => self.connected = false,
+            LinkEvent::SubAck(ack) => {
                 if ack
                     .return_codes
                     .iter()
@@ -378,13 +419,8 @@ impl Link {
                         self.device_id
                     );
                 }
-                false
             }
-            Event::Incoming(Packet::Publish(publish)) => {
-                self.on_publish(&publish);
-                false
-            }
-            _ => false,
+            LinkEvent::Message(publish) => self.on_publish(&publish),
         }
     }
 
@@ -510,7 +546,7 @@ impl Link {
 
     /// A clean shutdown: the broker does not send the will after a proper
     /// DISCONNECT, so the device says "offline" itself first.
-    async fn go_offline(&self, eventloop: &mut EventLoop) {
+    async fn go_offline(&self, incoming: &mut tokio::sync::mpsc::Receiver<LinkEvent>) {
         if !self.connected {
             return;
         }
@@ -518,16 +554,17 @@ impl Link {
         let _ = self.client.try_disconnect();
         let flushed = tokio::time::timeout(Duration::from_secs(3), async {
             loop {
-                match eventloop.poll().await {
-                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
-                    Ok(_) => {}
+                match incoming.recv().await {
+                    Some(LinkEvent::Disconnected) => return true,
+                    Some(LinkEvent::Lost) | None => return false,
+                    Some(_) => {}
                 }
             }
         })
         .await;
         match flushed {
-            Ok(()) => tracing::info!("left the fleet broker with status offline"),
-            Err(_) => tracing::warn!(
+            Ok(true) => tracing::info!("left the fleet broker with status offline"),
+            Ok(false) | Err(_) => tracing::warn!(
                 "the fleet broker did not take the offline status in time; it will send the last will"
             ),
         }
