@@ -16,6 +16,7 @@ pub mod persist;
 pub mod plug;
 pub mod service;
 pub mod settings;
+pub mod update;
 pub mod web;
 
 use std::net::SocketAddr;
