@@ -17,7 +17,9 @@ async function api(method, path, body) {
   });
   let data = {};
   try { data = await response.json(); } catch (_) { /* empty body */ }
-  if (response.status === 401) { window.location.assign('/login'); throw new Error('login needed'); }
+  // Only a missing or expired session means "log in again"; other 401s
+  // (a wrong current password) are answers to show on the page.
+  if (response.status === 401 && data.error === 'not_logged_in') { window.location.assign('/login'); throw new Error('login needed'); }
   if (response.status === 403 && data.error === 'not_set_up') { window.location.assign('/setup'); throw new Error('setup needed'); }
   return { status: response.status, data };
 }
@@ -91,13 +93,24 @@ function loginPage() {
   });
 }
 
+// The vendor's security contact as a link (only mailto: and https:, which
+// the vendor file validation allows), the address alone as its text.
+function showContact(address) {
+  const element = document.getElementById('disclosure-contact');
+  if (!/^(mailto|https):/.test(address || '')) { element.textContent = address || ''; return; }
+  const link = document.createElement('a');
+  link.href = address;
+  link.textContent = address.replace(/^mailto:/, '');
+  element.replaceChildren(link);
+}
+
 function renderDashboard(data) {
   show('product-name', data.product.name);
   show('model', data.product.model);
   show('hardware-revision', data.product.hardware_revision);
   show('firmware-version', data.firmware_version);
   show('support-end', data.support.end_date + ' (' + data.support.headline + ')');
-  show('disclosure-contact', data.disclosure.contact);
+  showContact(data.disclosure.contact);
   show('update-status', data.update.message);
   const notice = document.getElementById('support-notice');
   notice.hidden = data.support.state === 'inside';
@@ -140,6 +153,7 @@ async function settingsPage() {
       password_confirm: document.getElementById('confirm-password').value,
     });
     show('password-result', status === 200 ? 'Password changed. Other browsers have been logged out.' : errorText(data));
+    document.getElementById('password-result').className = status === 200 ? '' : 'error';
     if (status === 200) event.target.reset();
   });
 

@@ -1,0 +1,658 @@
+//! The web UI end to end in a real browser: Debian's headless Chromium,
+//! driven over the W3C WebDriver protocol by Debian's chromedriver
+//! (`apt-get install chromium chromium-driver`), against hearthd in host
+//! mode on loopback.
+//!
+//! The WebDriver client is the few calls below, spoken as JSON over HTTP/1.1
+//! to chromedriver on loopback: blocking like the rest of these tests, and no
+//! new crates (fantoccini or thirtyfour would bring an async HTTP client
+//! stack for a dozen requests).
+//!
+//! Screenshots of every page go to `tests/artifacts/screenshots/`
+//! (gitignored; CI keeps them as artifacts).
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+use support::Daemon;
+
+const PASSWORD: &str = "correct horse battery staple";
+const NEW_PASSWORD: &str = "a kettle of hawks over Tuesday";
+const SCREENSHOTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/artifacts/screenshots"
+);
+/// How long a page gets to show what the test waits for.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+const ENTER: &str = "\u{E007}";
+const TAB: &str = "\u{E004}";
+
+#[test]
+fn an_owner_sets_up_switches_the_plug_changes_the_password_and_logs_back_in() {
+    let daemon = Daemon::start();
+    let ready = daemon.ready();
+    let code = ready
+        .setup_code
+        .clone()
+        .expect("first boot shows a setup code");
+    let base = format!("https://{}", ready.addr);
+    let browser = Browser::start();
+    let _ = std::fs::remove_file(Path::new(SCREENSHOTS).join("failure.png"));
+
+    // The public security page, before anyone has logged in.
+    browser.go(&format!("{base}/security"));
+    browser.wait_text("h1", "Security and support");
+    let page = browser.text("main");
+    for fact in [
+        "31 December 2031",
+        "Receiving security updates",
+        "security@example.com",
+        "https://example.com/security/report",
+        "within 5 working days",
+        "HRH-1",
+    ] {
+        assert!(
+            page.contains(fact),
+            "the security page lacks {fact:?}:\n{page}"
+        );
+    }
+    browser.check_accessible("security");
+    browser.screenshot("01-security");
+    browser.check_phone("01-security");
+
+    // Unclaimed: the login page sends the owner to setup.
+    browser.go(&format!("{base}/login"));
+    browser.wait_path("/setup");
+    browser.wait_text("h1", "Set up your device");
+    browser.wait_text("#password-hint", "At least 15 characters");
+    browser.check_accessible("setup");
+    browser.screenshot("02-setup");
+    browser.check_phone("02-setup");
+
+    // A too-short password is refused with a sentence on the page.
+    browser.type_into("#setup-code", &code);
+    browser.type_into("#new-password", "short");
+    browser.type_into("#confirm-password", "short");
+    browser.click("#setup-form button[type=submit]");
+    browser.wait_text("#form-error", "15 characters");
+    browser.screenshot("03-setup-refused");
+
+    // The show-password toggle reveals what was typed, and hides it again.
+    browser.clear("#new-password");
+    browser.clear("#confirm-password");
+    browser.type_into("#new-password", PASSWORD);
+    let toggle = "button.toggle[data-toggle=new-password]";
+    assert_eq!(browser.property("#new-password", "type"), "password");
+    browser.click(toggle);
+    assert_eq!(browser.property("#new-password", "type"), "text");
+    assert_eq!(browser.text(toggle), "Hide");
+    assert_eq!(browser.attribute(toggle, "aria-pressed"), "true");
+    browser.screenshot("04-setup-password-shown");
+    browser.click(toggle);
+    assert_eq!(browser.property("#new-password", "type"), "password");
+    assert_eq!(browser.attribute(toggle, "aria-pressed"), "false");
+    assert_eq!(browser.property("#new-password", "value"), PASSWORD);
+    browser.type_into("#confirm-password", PASSWORD);
+    browser.click("#setup-form button[type=submit]");
+
+    // The claim logs the owner in and shows the dashboard.
+    browser.wait_path("/");
+    browser.wait_text("#plug-state", "off");
+    browser.wait_text("h1", "Hearth Reference Hub");
+    assert_eq!(browser.text("#model"), "HRH-1");
+    assert_eq!(browser.text("#hardware-revision"), "A");
+    assert_eq!(browser.text("#firmware-version"), env!("CARGO_PKG_VERSION"));
+    assert!(browser.text("#support-end").starts_with("2031-12-31"));
+    assert_eq!(browser.text("#disclosure-contact"), "security@example.com");
+    assert_eq!(
+        browser.attribute("#disclosure-contact a", "href"),
+        "mailto:security@example.com"
+    );
+    assert!(
+        browser
+            .text("#update-status")
+            .contains("Automatic updates are on")
+    );
+    browser.check_accessible("dashboard");
+    browser.screenshot("05-dashboard");
+    browser.check_phone("05-dashboard");
+
+    // The plug: by mouse, then by keyboard alone (Tab to the button, Enter).
+    assert_eq!(browser.text("#plug-toggle"), "Switch on");
+    browser.click("#plug-toggle");
+    browser.wait_text("#plug-state", "on");
+    assert_eq!(browser.text("#plug-toggle"), "Switch off");
+    assert_eq!(browser.attribute("#plug-toggle", "aria-pressed"), "true");
+    browser.screenshot("06-dashboard-plug-on");
+    browser.tab_to("plug-toggle");
+    browser.keys(ENTER);
+    browser.wait_text("#plug-state", "off");
+    browser.click("#plug-toggle");
+    browser.wait_text("#plug-state", "on");
+
+    // Settings: a wrong current password is refused on the page, the right
+    // one changes it.
+    browser.click("nav a[href='/settings']");
+    browser.wait_path("/settings");
+    browser.wait_text("h1", "Settings");
+    assert_eq!(
+        browser.property("#automatic-updates", "checked"),
+        json!(true)
+    );
+    browser.check_accessible("settings");
+    browser.screenshot("08-settings");
+    browser.check_phone("08-settings");
+    browser.type_into("#current-password", "not my password at all");
+    browser.type_into("#new-password", NEW_PASSWORD);
+    browser.type_into("#confirm-password", NEW_PASSWORD);
+    browser.click("#password-form button[type=submit]");
+    browser.wait_text("#password-result", "current password");
+    assert_eq!(
+        browser.path(),
+        "/settings",
+        "a wrong current password is not a logout"
+    );
+    browser.screenshot("09-settings-wrong-current");
+    browser.clear("#current-password");
+    browser.type_into("#current-password", PASSWORD);
+    browser.click("#password-form button[type=submit]");
+    browser.wait_text("#password-result", "Password changed");
+    assert_eq!(
+        browser.property("#new-password", "value"),
+        "",
+        "the form is cleared"
+    );
+    browser.screenshot("10-settings-changed");
+
+    // Log out, then the old password is refused with a visible message.
+    browser.click("#logout");
+    browser.wait_path("/login");
+    browser.wait_text("h1", "Log in");
+    browser.check_accessible("login");
+    browser.screenshot("11-login");
+    browser.check_phone("11-login");
+    browser.type_into("#password", PASSWORD);
+    browser.type_into("#password", ENTER);
+    browser.wait_text("#form-error", "");
+    let refusal = browser.text("#form-error");
+    assert!(
+        refusal.to_lowercase().contains("password"),
+        "the refusal says what was wrong: {refusal:?}"
+    );
+    assert_eq!(browser.path(), "/login");
+    browser.screenshot("12-login-old-password-refused");
+
+    // The new password works, submitted from the keyboard.
+    browser.clear("#password");
+    browser.type_into("#password", NEW_PASSWORD);
+    browser.type_into("#password", ENTER);
+    browser.wait_path("/");
+    browser.wait_text("#plug-state", "on");
+    browser.screenshot("13-dashboard-after-login");
+}
+
+/// A Chromium session through chromedriver; both end on drop.
+struct Browser {
+    driver: Child,
+    addr: SocketAddr,
+    session: String,
+    /// Chromium's profile; removed on drop, after Chromium has quit.
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let profile = tempfile::tempdir().expect("profile dir");
+        // Port 0: chromedriver picks a free port and prints it. It accepts
+        // local connections only (no --allowed-ips), checked below.
+        let mut driver = Command::new("chromedriver")
+            .arg("--port=0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            // Its own process group, so Chromium can be ended with it.
+            .process_group(0)
+            .spawn()
+            .expect("start chromedriver (apt-get install chromium-driver)");
+        let stdout = driver.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        // Reads the port, then keeps draining chromedriver's console.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(port) = line
+                    .strip_prefix("ChromeDriver was started successfully on port ")
+                    .and_then(|rest| rest.trim_end_matches('.').parse::<u16>().ok())
+                {
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("chromedriver did not say which port it listens on");
+        assert_loopback_only(port);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            // The device's certificate is self-signed, made on first boot.
+            // Accepting it here is fine: the other host-mode tests check its
+            // fingerprint against the one the console prints; this test is
+            // about the pages.
+            "--ignore-certificate-errors",
+            // Anything not on loopback goes to a closed local port, so the
+            // browser cannot reach the network even if a flag above misses
+            // a feature (loopback itself bypasses proxies).
+            "--proxy-server=127.0.0.1:9",
+            "--window-size=1280,900",
+            &format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let capabilities = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "acceptInsecureCerts": true,
+            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
+        }}});
+        let mut browser = Browser {
+            driver,
+            addr,
+            session: String::new(),
+            _profile: profile,
+        };
+        let created = browser.call("POST", "/session", Some(capabilities));
+        browser.session = created["sessionId"]
+            .as_str()
+            .expect("session id")
+            .to_owned();
+        browser
+    }
+
+    /// One WebDriver command; panics with chromedriver's message on error.
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, reply) = http(self.addr, method, path, body.as_ref());
+        assert!(
+            status == 200,
+            "WebDriver {method} {path} failed ({status}): {reply}"
+        );
+        reply["value"].clone()
+    }
+
+    fn session_call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.call(method, &format!("/session/{}{path}", self.session), body)
+    }
+
+    fn go(&self, url: &str) {
+        self.session_call("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    fn path(&self) -> String {
+        self.script("return window.location.pathname;")
+            .as_str()
+            .expect("path")
+            .to_owned()
+    }
+
+    fn wait_path(&self, want: &str) {
+        self.wait(&format!("the page {want}"), || self.path() == want);
+    }
+
+    fn element(&self, css: &str) -> String {
+        self.find(css)
+            .unwrap_or_else(|| panic!("no {css} on the page {}", self.path()))
+    }
+
+    /// The element matching `css`, if the page has one.
+    fn find(&self, css: &str) -> Option<String> {
+        let path = format!("/session/{}/element", self.session);
+        let query = json!({ "using": "css selector", "value": css });
+        let (status, reply) = http(self.addr, "POST", &path, Some(&query));
+        if status == 404 && reply["value"]["error"] == "no such element" {
+            return None;
+        }
+        assert!(
+            status == 200,
+            "WebDriver POST {path} failed ({status}): {reply}"
+        );
+        let id = reply["value"]["element-6066-11e4-a52e-4f735466cecf"].as_str();
+        Some(id.expect("element id").to_owned())
+    }
+
+    fn on_element(&self, css: &str, method: &str, what: &str, body: Option<Value>) -> Value {
+        let id = self.element(css);
+        self.session_call(method, &format!("/element/{id}{what}"), body)
+    }
+
+    /// The text as rendered: hidden elements have none.
+    fn text(&self, css: &str) -> String {
+        self.on_element(css, "GET", "/text", None)
+            .as_str()
+            .expect("text")
+            .to_owned()
+    }
+
+    /// Waits until `css` shows text containing `want` (any text if empty).
+    fn wait_text(&self, css: &str, want: &str) {
+        self.wait(&format!("{css} to show {want:?}"), || {
+            // The element may not be there yet (or any more): keep waiting.
+            self.find(css).is_some_and(|_| {
+                let text = self.text(css);
+                !text.is_empty() && text.contains(want)
+            })
+        });
+    }
+
+    fn property(&self, css: &str, name: &str) -> Value {
+        self.on_element(css, "GET", &format!("/property/{name}"), None)
+    }
+
+    fn attribute(&self, css: &str, name: &str) -> String {
+        self.on_element(css, "GET", &format!("/attribute/{name}"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Types as a user would (key events), so paste-blocking or input
+    /// handlers would be exercised too.
+    fn type_into(&self, css: &str, text: &str) {
+        self.on_element(css, "POST", "/value", Some(json!({ "text": text })));
+    }
+
+    fn clear(&self, css: &str) {
+        self.on_element(css, "POST", "/clear", Some(json!({})));
+    }
+
+    fn click(&self, css: &str) {
+        self.on_element(css, "POST", "/click", Some(json!({})));
+    }
+
+    /// Presses keys on whatever has the focus.
+    fn keys(&self, keys: &str) {
+        let mut actions = Vec::new();
+        for key in keys.chars() {
+            actions.push(json!({ "type": "keyDown", "value": key.to_string() }));
+            actions.push(json!({ "type": "keyUp", "value": key.to_string() }));
+        }
+        self.session_call(
+            "POST",
+            "/actions",
+            Some(json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }] })),
+        );
+        self.session_call("DELETE", "/actions", None);
+    }
+
+    /// Moves the focus with Tab from the top of the page until the element
+    /// with `id` has it: it must be reachable by keyboard.
+    fn tab_to(&self, id: &str) {
+        self.script("document.activeElement && document.activeElement.blur();");
+        for _ in 0..30 {
+            self.keys(TAB);
+            if self.script("return document.activeElement && document.activeElement.id;")
+                == json!(id)
+            {
+                return;
+            }
+        }
+        panic!("#{id} cannot be reached with the Tab key");
+    }
+
+    fn script(&self, body: &str) -> Value {
+        self.session_call(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": body, "args": [] })),
+        )
+    }
+
+    fn resize(&self, width: u32, height: u32) {
+        self.session_call(
+            "POST",
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        );
+    }
+
+    /// On a phone-sized screen (390 × 844 CSS pixels) nothing needs
+    /// sideways scrolling.
+    fn check_phone(&self, name: &str) {
+        self.resize(390, 844);
+        let overflow = self
+            .script("const d = document.documentElement; return d.scrollWidth - d.clientWidth;");
+        let widest = self.script(
+            "let w = null; for (const el of document.querySelectorAll('body *')) { \
+               const r = el.getBoundingClientRect(); \
+               if (!w || r.right > w.right) w = { right: r.right, tag: el.tagName, id: el.id }; } \
+             return w;",
+        );
+        self.screenshot(&format!("{name}-phone"));
+        self.resize(1280, 900);
+        assert_eq!(
+            overflow,
+            json!(0),
+            "{name} scrolls sideways on a phone; widest element: {widest}"
+        );
+    }
+
+    fn wait(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !done() {
+            if Instant::now() > deadline {
+                self.screenshot("failure");
+                panic!(
+                    "waited {PATIENCE:?} for {what}; the page {} shows:\n{}",
+                    self.path(),
+                    self.text("body")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Saves a PNG of the whole page: the window is made as tall as the
+    /// page for the shot, since WebDriver captures only the window.
+    fn screenshot(&self, name: &str) {
+        let window = self.session_call("GET", "/window/rect", None);
+        let tall = self.script(
+            "return document.documentElement.scrollHeight + window.outerHeight - window.innerHeight;",
+        );
+        self.session_call(
+            "POST",
+            "/window/rect",
+            Some(json!({ "width": window["width"], "height": tall })),
+        );
+        let encoded = self.session_call("GET", "/screenshot", None);
+        self.session_call(
+            "POST",
+            "/window/rect",
+            Some(json!({ "width": window["width"], "height": window["height"] })),
+        );
+        let png = base64_decode(encoded.as_str().expect("base64 PNG"));
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG screenshot");
+        let dir = Path::new(SCREENSHOTS);
+        std::fs::create_dir_all(dir).expect("screenshot dir");
+        let path: PathBuf = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).expect("write screenshot");
+    }
+
+    /// Basic accessibility, checked in the live page: a language, one h1,
+    /// a label for every input, a name for every button, alt text, and
+    /// WCAG AA contrast (4.5:1) for the text the page shows.
+    fn check_accessible(&self, page: &str) {
+        let problems = self.script(ACCESSIBILITY_CHECK);
+        assert_eq!(
+            problems,
+            json!([]),
+            "accessibility problems on the {page} page"
+        );
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            // Quits Chromium; then chromedriver and anything left in its
+            // process group (not yet reaped, so the group is still ours).
+            let _ = http(
+                self.addr,
+                "DELETE",
+                &format!("/session/{}", self.session),
+                None,
+            );
+        }
+        let _ = killpg(Pid::from_raw(self.driver.id() as i32), Signal::SIGKILL);
+        let _ = self.driver.wait();
+    }
+}
+
+const ACCESSIBILITY_CHECK: &str = r#"
+const problems = [];
+if (!document.documentElement.lang) problems.push('the page has no lang');
+if (document.querySelectorAll('h1').length !== 1) problems.push('the page needs exactly one h1');
+for (const input of document.querySelectorAll('input, select, textarea')) {
+  if (input.type === 'hidden') continue;
+  if (input.labels.length === 0 && !input.getAttribute('aria-label') && !input.getAttribute('aria-labelledby')) {
+    problems.push('#' + input.id + ' has no label');
+  }
+}
+for (const button of document.querySelectorAll('button')) {
+  if (!button.textContent.trim() && !button.getAttribute('aria-label')) problems.push('a button has no name');
+}
+for (const img of document.querySelectorAll('img')) {
+  if (!img.hasAttribute('alt')) problems.push('an image has no alt text');
+}
+const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+const luminance = ([r, g, b]) => {
+  const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+};
+const background = (el) => {
+  for (; el; el = el.parentElement) {
+    const c = rgb(getComputedStyle(el).backgroundColor);
+    if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c.slice(0, 3);
+  }
+  return [255, 255, 255];
+};
+for (const el of document.querySelectorAll('h1, h2, h3, p, li, dt, dd, label, a, button, strong')) {
+  if (!el.textContent.trim() || el.getClientRects().length === 0) continue;
+  const fg = luminance(rgb(getComputedStyle(el).color));
+  const bg = luminance(background(el));
+  const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+  if (ratio < 4.5) problems.push('low contrast (' + ratio.toFixed(2) + ':1) on ' + el.tagName + ' "' + el.textContent.trim().slice(0, 30) + '"');
+}
+return problems;
+"#;
+
+/// chromedriver must accept connections on loopback only.
+fn assert_loopback_only(port: u16) {
+    let hex_port = format!(":{port:04X}");
+    for (table, loopback) in [
+        ("/proc/net/tcp", &["0100007F"][..]),
+        ("/proc/net/tcp6", &["00000000000000000000000001000000"][..]),
+    ] {
+        let listing = std::fs::read_to_string(table).unwrap_or_default();
+        for line in listing.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+                continue;
+            };
+            // 0A: LISTEN.
+            if *state == "0A" && local.ends_with(&hex_port) {
+                let ip = &local[..local.len() - hex_port.len()];
+                assert!(
+                    loopback.contains(&ip),
+                    "chromedriver listens on {ip} ({table}), not only on loopback"
+                );
+            }
+        }
+    }
+}
+
+/// One HTTP/1.1 exchange with chromedriver: (status, JSON body).
+fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("timeout");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status line");
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not HTTP: {line:?}"));
+    let mut length = None;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("header");
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse::<usize>().ok();
+        }
+    }
+    let mut raw = Vec::new();
+    match length {
+        Some(n) => {
+            raw.resize(n, 0);
+            reader.read_exact(&mut raw).expect("body");
+        }
+        None => {
+            reader.read_to_end(&mut raw).expect("body");
+        }
+    }
+    let value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    (status, value)
+}
+
+/// Standard base64 (RFC 4648), as WebDriver sends screenshots.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' | b'\r' | b'\n' => continue,
+            _ => panic!("not base64: {c:?}"),
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
