@@ -121,6 +121,44 @@ impl DaemonBuilder {
     /// board:revision <selection args> <extra args>` and waits until both
     /// sockets accept connections.
     pub fn start(self) -> Daemon {
+        let setup = self.prepare();
+        let log_file = fs::File::create(&setup.log).unwrap();
+        let mut cmd = self.command(&setup, &[]);
+        cmd.stdout(log_file.try_clone().unwrap()).stderr(log_file);
+        let child = cmd.spawn().expect("cannot start unshare/swupdate");
+        let config = ClientConfig {
+            io_timeout: Duration::from_secs(10),
+            install_timeout: self.install_timeout,
+            poll_interval: Duration::from_millis(50),
+            ..ClientConfig::in_dir(&setup.tmp)
+        };
+        let mut daemon = Daemon {
+            child,
+            root: setup.root,
+            client: Client::new(config),
+            slot_a: setup.slot_a,
+            slot_b: setup.slot_b,
+            grubenv: setup.grubenv,
+            log: setup.log,
+        };
+        daemon.wait_ready();
+        daemon
+    }
+
+    /// The same set-up as [`start`](Self::start) without a daemon, for
+    /// running `swupdate ... -i <swu>` once ([`OneShot::install`]), e.g. to
+    /// compare against an installation through the daemon.
+    pub fn one_shot(self) -> OneShot {
+        let setup = self.prepare();
+        OneShot {
+            builder: self,
+            setup,
+        }
+    }
+
+    /// The private directory: slots filled with [`SLOT_FILL`], an empty
+    /// 1024-byte GRUB environment block, an own swupdate.cfg.
+    fn prepare(&self) -> Setup {
         fs::create_dir_all(&self.temp_dir).unwrap();
         let root = tempfile::Builder::new()
             .prefix(&self.prefix)
@@ -144,9 +182,19 @@ impl DaemonBuilder {
         // file keeps a host /etc/swupdate.cfg out of the test.
         let cfg = dir.join("swupdate.cfg");
         fs::write(&cfg, "globals: {\n  verbose = true;\n};\n").unwrap();
-        let log = dir.join("swupdate.log");
-        let log_file = fs::File::create(&log).unwrap();
+        Setup {
+            log: dir.join("swupdate.log"),
+            root,
+            tmp,
+            boot,
+            cfg,
+            slot_a,
+            slot_b,
+            grubenv,
+        }
+    }
 
+    fn command(&self, setup: &Setup, more: &[OsString]) -> Command {
         let mut cmd = Command::new("unshare");
         if !is_root() {
             // Unprivileged: a user namespace grants the mount rights.
@@ -155,39 +203,77 @@ impl DaemonBuilder {
         cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
             .arg(r#"mount --bind "$1" /tmp && mount --bind "$2" /boot && shift 2 && exec swupdate "$@""#)
             .arg("sh")
-            .arg(&tmp)
-            .arg(&boot)
+            .arg(&setup.tmp)
+            .arg(&setup.boot)
             .args(["-v", "-f"])
-            .arg(&cfg)
+            .arg(&setup.cfg)
             .arg("-k")
             .arg(&self.trust_cert)
             .args(["-B", "grub", "-H"])
             .arg(format!("{}:{}", self.board, self.revision))
             .args(&self.selection_args)
             .args(&self.extra_args)
+            .args(more)
             .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
             // Own process group, so Drop can kill swupdate's children too.
             .process_group(0);
-        let child = cmd.spawn().expect("cannot start unshare/swupdate");
-        let config = ClientConfig {
-            io_timeout: Duration::from_secs(10),
-            install_timeout: self.install_timeout,
-            poll_interval: Duration::from_millis(50),
-            ..ClientConfig::in_dir(&tmp)
-        };
-        let mut daemon = Daemon {
-            child,
-            root,
-            client: Client::new(config),
-            slot_a,
-            slot_b,
-            grubenv,
-            log,
-        };
-        daemon.wait_ready();
-        daemon
+        cmd
+    }
+}
+
+#[derive(Debug)]
+struct Setup {
+    root: tempfile::TempDir,
+    tmp: PathBuf,
+    boot: PathBuf,
+    cfg: PathBuf,
+    slot_a: PathBuf,
+    slot_b: PathBuf,
+    grubenv: PathBuf,
+    log: PathBuf,
+}
+
+/// A prepared set-up for `swupdate -i` ([`DaemonBuilder::one_shot`]); its
+/// directory (and slots) lives as long as this value.
+#[derive(Debug)]
+pub struct OneShot {
+    builder: DaemonBuilder,
+    setup: Setup,
+}
+
+impl OneShot {
+    /// The file slot A is backed by.
+    pub fn slot_a(&self) -> &Path {
+        &self.setup.slot_a
+    }
+
+    /// The file slot B is backed by.
+    pub fn slot_b(&self) -> &Path {
+        &self.setup.slot_b
+    }
+
+    /// The private directory.
+    pub fn root(&self) -> &Path {
+        self.setup.root.path()
+    }
+
+    /// Runs `swupdate <standard args> -i <swu>` and waits for it to exit.
+    /// Returns the time from starting swupdate to its exit (its start-up
+    /// included), or its log if it failed.
+    pub fn install(&self, swu: &Path) -> Result<Duration, String> {
+        let log_file = fs::File::create(&self.setup.log).unwrap();
+        let mut cmd = self
+            .builder
+            .command(&self.setup, &[OsString::from("-i"), swu.into()]);
+        cmd.stdout(log_file.try_clone().unwrap()).stderr(log_file);
+        let started = Instant::now();
+        let status = cmd.status().expect("cannot start unshare/swupdate");
+        let elapsed = started.elapsed();
+        if status.success() {
+            Ok(elapsed)
+        } else {
+            Err(fs::read_to_string(&self.setup.log).unwrap_or_default())
+        }
     }
 }
 

@@ -1,0 +1,373 @@
+//! Benchmark (prints figures, asserts nothing): installing a ≥ 200 MiB
+//! release through hearthd's `update::install` (manifest check, SHA-256 of
+//! the stream, `swupdate-rs` into the real SWUpdate daemon) against
+//! `swupdate -i` of the same `.swu` alone, with the same slot set-up
+//! (`swupdate-testkit`: private mount namespace, file-backed slots, GRUB
+//! environment file). Also the installing process's peak RSS (VmHWM).
+//!
+//! ```sh
+//! cargo run --release -p hearthd --example update-bench [-- --mib 224 --rounds 2]
+//! ```
+//!
+//! The installing side runs in a child process of its own (this program
+//! re-executed with `child`), so its VmHWM is that of an installation
+//! only, not of building the release. Targets (issue 5): ≤ 1.05× the time
+//! of `swupdate -i`, ≤ 16 MiB peak RSS. `swupdate -i`'s time includes its
+//! start-up (reading the certificate, ~tens of ms); hearthd's starts at the
+//! `install` call with the daemon already running. Needs `swupdate`,
+//! `openssl`, `zstd`, `unshare`; the work directory is `target/tmp/` (not
+//! `/tmp`, which swupdate's namespace hides), about 6 × the image size.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hearthd::update::{self, Selection, Slot, UpdateRecord};
+use swupdate_rs::{Client, ClientConfig};
+use update_manifest::{DeviceFacts, Timestamp, TrustedRoot};
+
+const MODEL: &str = "HRH-1";
+const REV: &str = "A";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("child") {
+        child(&args[1..]);
+        return;
+    }
+    let mut mib = 224usize;
+    let mut rounds = 2usize;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--mib" => mib = it.next().unwrap().parse().unwrap(),
+            "--rounds" => rounds = it.next().unwrap().parse().unwrap(),
+            other => panic!("unknown option {other}; use --mib N --rounds N"),
+        }
+    }
+    parent(mib, rounds);
+}
+
+/// A rootfs-like image: pseudo-random bytes of limited entropy with runs
+/// of zeros, so zstd has something to do (roughly 2:1, like a real rootfs).
+fn image(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        let block = (len - out.len()).min(4096);
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        if x.is_multiple_of(4) {
+            out.resize(out.len() + block, 0);
+            continue;
+        }
+        for _ in 0..block {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            out.push((x >> 24) as u8 & 0x3f);
+        }
+    }
+    out
+}
+
+fn release(args: &[&str]) {
+    if let Err(e) = hearth_release::run(lexopt::Parser::from_args(args.iter().copied())) {
+        panic!("hearth-release {args:?}: {e}");
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn parent(mib: usize, rounds: usize) {
+    // Not under /tmp: swupdate's mount namespace hides the host's /tmp.
+    let base = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/tmp"));
+    fs::create_dir_all(&base).unwrap();
+    let work = tempfile::Builder::new()
+        .prefix("hearth-update-bench-")
+        .tempdir_in(&base)
+        .unwrap();
+    let w = work.path();
+    let p = |n: &str| w.join(n);
+    let size = mib << 20;
+    println!(
+        "update-bench: image {mib} MiB, work directory {}",
+        w.display()
+    );
+
+    // The vendor side, with the release tool as a library.
+    release(&["keygen", "--role", "root", "--out", s(&p("root"))]);
+    release(&["keygen", "--role", "signing", "--out", s(&p("signer"))]);
+    release(&[
+        "certify",
+        "--root",
+        s(&p("root")),
+        "--key",
+        s(&p("signer")),
+        "--keyring",
+        s(&p("keyring.json")),
+    ]);
+    let img = image(size);
+    fs::write(p("rootfs.ext4"), &img).unwrap();
+    // Both set-ups get their slots under the same directory names, so one
+    // .swu (whose sw-description names the slot files) serves both: the
+    // slot paths are fixed by symlinks made per run.
+    let slots = p("slots");
+    fs::create_dir_all(&slots).unwrap();
+    let t = Instant::now();
+    release(&[
+        "build",
+        "--rootfs",
+        s(&p("rootfs.ext4")),
+        "--version",
+        "1.1.0",
+        "--model",
+        MODEL,
+        "--hw-revision",
+        REV,
+        "--signer",
+        s(&p("signer")),
+        "--slot-a",
+        s(&slots.join("a")),
+        "--slot-b",
+        s(&slots.join("b")),
+        "--out",
+        s(&p("release.swu")),
+    ]);
+    println!(
+        "update-bench: .swu built in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    release(&[
+        "manifest",
+        "--artifact",
+        s(&p("release.swu")),
+        "--key",
+        s(&p("signer")),
+        "--keyring",
+        s(&p("keyring.json")),
+        "--root",
+        s(&p("root")),
+        "--base-url",
+        "https://updates.example.com/hearth",
+        "--security-version",
+        "1",
+        "--release-notes",
+        "https://example.com/notes",
+        "--out",
+        s(&p("manifest.json")),
+    ]);
+    fs::remove_file(p("rootfs.ext4")).unwrap();
+    // A 64 KiB release with the same slots: what `swupdate -i` costs
+    // besides the data (start-up, certificate, exit).
+    fs::write(p("tiny.ext4"), image(64 << 10)).unwrap();
+    release(&[
+        "build",
+        "--rootfs",
+        s(&p("tiny.ext4")),
+        "--version",
+        "1.1.0",
+        "--model",
+        MODEL,
+        "--hw-revision",
+        REV,
+        "--signer",
+        s(&p("signer")),
+        "--slot-a",
+        s(&slots.join("a")),
+        "--slot-b",
+        s(&slots.join("b")),
+        "--out",
+        s(&p("tiny.swu")),
+    ]);
+    let swu_len = fs::metadata(p("release.swu")).unwrap().len();
+    println!(
+        "update-bench: .swu {:.1} MiB (image {mib} MiB, zstd)",
+        swu_len as f64 / f64::from(1 << 20)
+    );
+    let builder = || {
+        swupdate_testkit::Daemon::builder(p("root.cert.pem"))
+            .hardware(MODEL, REV)
+            .slot_size(size)
+            .temp_dir(w)
+            .install_timeout(Duration::from_secs(1800))
+    };
+    let link_slots = |a: &Path, b: &Path| {
+        for (name, target) in [("a", a), ("b", b)] {
+            let link = slots.join(name);
+            let _ = fs::remove_file(&link);
+            std::os::unix::fs::symlink(target, &link).unwrap();
+        }
+    };
+
+    let (mut plain, mut overhead, mut ours, mut raw, mut hwm) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        // Page cache: both read the .swu warm.
+        let _ = fs::read(p("release.swu")).unwrap();
+
+        // 1. swupdate -i alone.
+        let one = builder().prefix("bench-plain-").one_shot();
+        link_slots(one.slot_a(), one.slot_b());
+        let elapsed = one
+            .install(&p("release.swu"))
+            .unwrap_or_else(|log| panic!("swupdate -i failed:\n{log}"));
+        check_slot(one.slot_b(), &img, "swupdate -i");
+        plain.push(elapsed);
+        let fixed = one
+            .install(&p("tiny.swu"))
+            .unwrap_or_else(|log| panic!("swupdate -i (tiny) failed:\n{log}"));
+        overhead.push(fixed);
+        drop(one);
+
+        // 2. hearthd: the installing process is a child of its own.
+        let d = builder().prefix("bench-hearthd-").start();
+        link_slots(&d.slot_a, &d.slot_b);
+        let run_child = |mode: &str| -> (f64, f64) {
+            let out = Command::new(std::env::current_exe().unwrap())
+                .arg("child")
+                .arg(mode)
+                .arg(d.root().join("tmp"))
+                .arg(p("manifest.json"))
+                .arg(p("release.swu"))
+                .arg(p("root.cert.pem"))
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "{mode} install failed: {stdout}{}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                d.log()
+            );
+            let field = |k: &str| -> f64 {
+                stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix(k))
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap()
+            };
+            check_slot(&d.slot_b, &img, mode);
+            (field("seconds="), field("vmhwm_kib=") / 1024.0)
+        };
+        let (t, peak) = run_child("hearthd");
+        ours.push(Duration::from_secs_f64(t));
+        hwm.push(peak);
+        // 3. The same stream through swupdate-rs alone, no hearthd checks.
+        fs::write(&d.slot_b, vec![swupdate_testkit::SLOT_FILL; size]).unwrap();
+        let (t, _) = run_child("raw");
+        raw.push(Duration::from_secs_f64(t));
+        println!(
+            "update-bench: round {round}: swupdate -i {:.2} s (of which start-up/exit {:.2} s), \
+             hearthd {:.2} s, swupdate-rs alone {:.2} s, hearthd peak RSS {:.1} MiB",
+            plain[round - 1].as_secs_f64(),
+            overhead[round - 1].as_secs_f64(),
+            ours[round - 1].as_secs_f64(),
+            raw[round - 1].as_secs_f64(),
+            hwm[round - 1]
+        );
+    }
+    let best = |v: &[Duration]| v.iter().min().unwrap().as_secs_f64();
+    let (tp, to, th, tr) = (best(&plain), best(&overhead), best(&ours), best(&raw));
+    let mib_s = |t: f64| swu_len as f64 / f64::from(1 << 20) / t;
+    let peak = hwm.iter().copied().fold(0.0, f64::max);
+    println!("update-bench: best of {rounds}:");
+    println!(
+        "  swupdate -i alone:               {tp:.2} s  ({:.1} MiB/s of .swu)",
+        mib_s(tp)
+    );
+    println!("    its fixed cost (64 KiB .swu):  {to:.2} s");
+    println!(
+        "  hearthd verify + stream:         {th:.2} s  ({:.1} MiB/s of .swu)",
+        mib_s(th)
+    );
+    println!("  swupdate-rs stream, no checks:   {tr:.2} s");
+    println!(
+        "  ratio hearthd / swupdate -i:                 {:.3}  (target <= 1.05)",
+        th / tp
+    );
+    println!(
+        "  ratio hearthd / (swupdate -i - fixed cost):  {:.3}",
+        th / (tp - to)
+    );
+    println!(
+        "  ratio hearthd / swupdate-rs alone:           {:.3}",
+        th / tr
+    );
+    println!("  hearthd peak RSS (VmHWM):  {peak:.1} MiB  (target <= 16 MiB)");
+}
+
+fn check_slot(slot: &Path, img: &[u8], who: &str) {
+    if fs::read(slot).unwrap() != img {
+        panic!("{who}: slot B does not hold the image");
+    }
+}
+
+/// The installing process: verify the manifest and stream the artifact
+/// from its file into the running SWUpdate daemon, then report.
+fn child(args: &[String]) {
+    let [mode, sockets, manifest, swu, root] = args else {
+        panic!("child hearthd|raw SOCKET_DIR MANIFEST SWU ROOT_CERT");
+    };
+    let client = Client::new(ClientConfig {
+        install_timeout: Duration::from_secs(1800),
+        poll_interval: Duration::from_millis(20),
+        ..ClientConfig::in_dir(sockets)
+    });
+    let root = TrustedRoot::from_cert_pem(&fs::read_to_string(root).unwrap()).unwrap();
+    let facts: DeviceFacts = UpdateRecord::factory("1.0.0".parse().unwrap()).device_facts(
+        MODEL.parse().unwrap(),
+        REV.parse().unwrap(),
+        1 << 30,
+    );
+    let manifest = fs::read(manifest).unwrap();
+    let started = Instant::now();
+    let artifact = fs::File::open(PathBuf::from(swu)).unwrap();
+    let selection = Selection::inactive(Slot::A);
+    let done = if mode == "raw" {
+        let request = swupdate_rs::InstallRequest {
+            software_set: selection.software_set.clone(),
+            running_mode: selection.running_mode.clone(),
+            ..Default::default()
+        };
+        client
+            .install(&request, artifact)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    } else {
+        update::install(
+            &manifest,
+            artifact,
+            &root,
+            &facts,
+            Timestamp::now(),
+            &client,
+            &selection,
+        )
+        .map(drop)
+        .map_err(|e| e.to_string())
+    };
+    let elapsed = started.elapsed();
+    if let Err(e) = done {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .to_owned();
+    println!("seconds={}", elapsed.as_secs_f64());
+    println!("vmhwm_kib={hwm}");
+}
