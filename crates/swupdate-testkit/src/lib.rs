@@ -257,6 +257,11 @@ impl OneShot {
         self.setup.root.path()
     }
 
+    /// swupdate's output of the last [`install`](Self::install).
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.setup.log).unwrap_or_default()
+    }
+
     /// Runs `swupdate <standard args> -i <swu>` and waits for it to exit.
     /// Returns the time from starting swupdate to its exit (its start-up
     /// included), or its log if it failed.
