@@ -28,6 +28,7 @@ pub struct Device {
     log: PathBuf,
     boot_stderr: PathBuf,
     qmp: PathBuf,
+    state: PathBuf,
     started: Instant,
     /// Serial log bytes already consumed by `wait_for`.
     seen: usize,
@@ -97,6 +98,7 @@ impl Device {
             log,
             boot_stderr,
             qmp: disk.dir().join("qmp.sock"),
+            state: disk.dir().to_path_buf(),
             started: Instant::now(),
             seen: 0,
         }
@@ -156,37 +158,9 @@ impl Device {
     /// Waits for hearthd's ready line, then for `/healthz` to answer over the
     /// forwarded port.
     pub fn wait_ready(&mut self) -> Ready {
-        let line = self.wait_for(READY_MARKER, crate::boot_timeout());
+        let console_fingerprint = self.wait_console_ready();
         let console_after = self.started.elapsed();
-        let console_fingerprint = line
-            .split_once(FINGERPRINT_LABEL)
-            .map(|(_, f)| f.trim().to_owned())
-            .unwrap_or_default();
-        assert!(
-            crate::is_fingerprint(&console_fingerprint),
-            "{}: the ready line has no fingerprint in hearthd's format: {line:?}",
-            self.label
-        );
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let health = loop {
-            match https::get(self.port, "/healthz") {
-                Ok(r) if r.status == 200 => break r,
-                Ok(r) if Instant::now() > deadline => {
-                    panic!(
-                        "{}: /healthz answered {} {:?}",
-                        self.label, r.status, r.body
-                    )
-                }
-                Err(e) if Instant::now() > deadline => {
-                    panic!(
-                        "{}: /healthz did not answer over HTTPS: {e}\n{}",
-                        self.label,
-                        self.diagnostics()
-                    )
-                }
-                _ => std::thread::sleep(Duration::from_secs(1)),
-            }
-        };
+        let health = self.wait_healthy();
         let https_after = self.started.elapsed();
         eprintln!(
             "{}: ready: console after {:.1} s, HTTPS after {:.1} s, fingerprint {console_fingerprint}",
@@ -203,6 +177,46 @@ impl Device {
                 body: health.body,
                 fingerprint: health.fingerprint,
             },
+        }
+    }
+
+    /// Waits for hearthd's next ready line on the console; returns the
+    /// fingerprint it shows.
+    pub fn wait_console_ready(&mut self) -> String {
+        let line = self.wait_for(READY_MARKER, crate::boot_timeout());
+        let fingerprint = line
+            .split_once(FINGERPRINT_LABEL)
+            .map(|(_, f)| f.trim().to_owned())
+            .unwrap_or_default();
+        assert!(
+            crate::is_fingerprint(&fingerprint),
+            "{}: the ready line has no fingerprint in hearthd's format: {line:?}",
+            self.label
+        );
+        fingerprint
+    }
+
+    /// Waits (up to a minute) for `/healthz` to answer 200 over the forward.
+    pub fn wait_healthy(&mut self) -> https::Response {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match https::get(self.port, "/healthz") {
+                Ok(r) if r.status == 200 => return r,
+                Ok(r) if Instant::now() > deadline => {
+                    panic!(
+                        "{}: /healthz answered {} {:?}",
+                        self.label, r.status, r.body
+                    )
+                }
+                Err(e) if Instant::now() > deadline => {
+                    panic!(
+                        "{}: /healthz did not answer over HTTPS: {e}\n{}",
+                        self.label,
+                        self.diagnostics()
+                    )
+                }
+                _ => std::thread::sleep(Duration::from_secs(1)),
+            }
         }
     }
 
@@ -262,6 +276,23 @@ impl Device {
                 }
             }
         }
+    }
+
+    /// Presses the device's reset control (`qemu/boot --factory-reset`:
+    /// hot-plugs the host-only HEARTH-RESET drive).
+    pub fn press_reset(&self) {
+        let out = Command::new(crate::repo_root().join("qemu/boot"))
+            .arg("--factory-reset")
+            .arg("--state-dir")
+            .arg(&self.state)
+            .output()
+            .expect("run qemu/boot --factory-reset");
+        assert!(
+            out.status.success(),
+            "{}: pressing the reset control failed: {}",
+            self.label,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Kills QEMU at once (a power cut).

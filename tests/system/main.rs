@@ -8,3 +8,4 @@
 mod boot;
 mod fallback;
 mod image;
+mod reset;
