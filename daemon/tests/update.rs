@@ -570,6 +570,12 @@ fn a_flipped_byte_in_the_image_is_refused_and_nothing_is_armed() {
         "the running slot A was written"
     );
     assert_ne!(d.slot(&d.slot_b), image(8), "slot B holds the full image");
+    let written = d
+        .slot(&d.slot_b)
+        .iter()
+        .filter(|&&b| b != swupdate_testkit::SLOT_FILL)
+        .count();
+    println!("flipped image byte: {written} of {IMAGE_SIZE} bytes of inactive slot B overwritten");
 
     // What SWUpdate leaves without hearthd's reset: the same bytes straight
     // into SWUpdate (no manifest check, no reset).

@@ -80,6 +80,17 @@ impl UpdateRecord {
         }
     }
 
+    /// [`device_facts`](Self::device_facts) with model and revision read
+    /// from the text of `/etc/hwrevision` (`"<model> <revision>"`).
+    pub fn device_facts_from_hwrevision(
+        &self,
+        hwrevision: &str,
+        max_artifact_size: u64,
+    ) -> Result<DeviceFacts, update_manifest::FieldError> {
+        let (model, revision) = DeviceFacts::parse_hwrevision(hwrevision)?;
+        Ok(self.device_facts(model, revision, max_artifact_size))
+    }
+
     /// The record to store once `installed` is confirmed running. Floors
     /// that the release would lower are refused.
     pub fn after_confirming(&self, installed: &Installed) -> Result<UpdateRecord, FloorWouldFall> {
@@ -218,6 +229,17 @@ mod tests {
         assert_eq!(facts.installed_version, v("1.0.0"));
         assert_eq!((facts.security_floor, facts.keyring_floor), (0, 0));
         assert_eq!(facts.max_artifact_size, 1 << 20);
+        let from_file = records
+            .get()
+            .device_facts_from_hwrevision("HRH-1 A\n", 1 << 20)
+            .unwrap();
+        assert_eq!(from_file, facts);
+        assert!(
+            records
+                .get()
+                .device_facts_from_hwrevision("HRH-1", 1 << 20)
+                .is_err()
+        );
     }
 
     #[test]
