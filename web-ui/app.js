@@ -4,8 +4,12 @@
 'use strict';
 
 let csrfToken = null;
+// Pages behind the login load their CSRF token first; state-changing calls
+// wait for it, so a form can be wired (and used) before it arrives.
+let session = null;
 
 async function api(method, path, body) {
+  if (session && method !== 'GET') await session;
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (csrfToken && method !== 'GET') headers['X-CSRF-Token'] = csrfToken;
@@ -59,9 +63,9 @@ function wireLogout() {
   });
 }
 
+// Every page wires its forms before it awaits anything: a form submitted
+// before its handler exists would be sent by the browser itself.
 async function setupPage() {
-  const { data } = await api('GET', '/api/state');
-  for (const span of document.querySelectorAll('.min-length')) span.textContent = data.password_min_length;
   document.getElementById('setup-form').addEventListener('submit', async (event) => {
     event.preventDefault();
     show('form-error', '');
@@ -73,6 +77,8 @@ async function setupPage() {
     if (status === 201) { window.location.assign('/'); return; }
     show('form-error', errorText(reply));
   });
+  const { data } = await api('GET', '/api/state');
+  for (const span of document.querySelectorAll('.min-length')) span.textContent = data.password_min_length;
 }
 
 function loginPage() {
@@ -120,13 +126,12 @@ function renderDashboard(data) {
   toggle.setAttribute('aria-pressed', String(data.plug.on));
   toggle.textContent = data.plug.on ? 'Switch off' : 'Switch on';
   toggle.dataset.on = String(data.plug.on);
+  toggle.disabled = false;
 }
 
 async function dashboardPage() {
-  await loadSession();
+  session = loadSession();
   wireLogout();
-  const { data } = await api('GET', '/api/dashboard');
-  renderDashboard(data);
   document.getElementById('plug-toggle').addEventListener('click', async (event) => {
     const on = event.currentTarget.dataset.on !== 'true';
     const { status, data: reply } = await api('PUT', '/api/plug', { on });
@@ -134,16 +139,13 @@ async function dashboardPage() {
     const { data: fresh } = await api('GET', '/api/dashboard');
     renderDashboard(fresh);
   });
+  const { data } = await api('GET', '/api/dashboard');
+  renderDashboard(data);
 }
 
 async function settingsPage() {
-  await loadSession();
+  session = loadSession();
   wireLogout();
-  const { data: state } = await api('GET', '/api/state');
-  for (const span of document.querySelectorAll('.min-length')) span.textContent = state.password_min_length;
-  const { data: settings } = await api('GET', '/api/settings');
-  document.getElementById('automatic-updates').checked = settings.automatic_updates;
-
   document.getElementById('password-form').addEventListener('submit', async (event) => {
     event.preventDefault();
     show('password-result', '');
@@ -164,6 +166,13 @@ async function settingsPage() {
     });
     show('updates-result', status === 200 ? 'Saved.' : errorText(data));
   });
+
+  const { data: state } = await api('GET', '/api/state');
+  for (const span of document.querySelectorAll('.min-length')) span.textContent = state.password_min_length;
+  const { data: settings } = await api('GET', '/api/settings');
+  document.getElementById('automatic-updates').checked = settings.automatic_updates;
+  // Saving before the current setting is shown would save the page's default.
+  document.getElementById('save-updates').disabled = false;
 }
 
 const pages = { setup: setupPage, login: loginPage, dashboard: dashboardPage, settings: settingsPage };

@@ -37,6 +37,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 const ENTER: &str = "\u{E007}";
 const TAB: &str = "\u{E004}";
+const CONTROL: char = '\u{E009}';
 
 #[test]
 fn an_owner_sets_up_switches_the_plug_changes_the_password_and_logs_back_in() {
@@ -99,11 +100,18 @@ fn an_owner_sets_up_switches_the_plug_changes_the_password_and_logs_back_in() {
     assert_eq!(browser.text(toggle), "Hide");
     assert_eq!(browser.attribute(toggle, "aria-pressed"), "true");
     browser.screenshot("04-setup-password-shown");
+    // Paste works (as from a password manager): copy the shown password,
+    // paste it into the confirmation.
+    browser.click("#new-password");
+    browser.chord(CONTROL, 'a');
+    browser.chord(CONTROL, 'c');
+    browser.click("#confirm-password");
+    browser.chord(CONTROL, 'v');
+    assert_eq!(browser.property("#confirm-password", "value"), PASSWORD);
     browser.click(toggle);
     assert_eq!(browser.property("#new-password", "type"), "password");
     assert_eq!(browser.attribute(toggle, "aria-pressed"), "false");
     assert_eq!(browser.property("#new-password", "value"), PASSWORD);
-    browser.type_into("#confirm-password", PASSWORD);
     browser.click("#setup-form button[type=submit]");
 
     // The claim logs the owner in and shows the dashboard.
@@ -146,6 +154,10 @@ fn an_owner_sets_up_switches_the_plug_changes_the_password_and_logs_back_in() {
     browser.click("nav a[href='/settings']");
     browser.wait_path("/settings");
     browser.wait_text("h1", "Settings");
+    // Automatic updates are on by default; the page shows it once loaded.
+    browser.wait("the automatic-updates setting", || {
+        browser.property("#save-updates", "disabled") == json!(false)
+    });
     assert_eq!(
         browser.property("#automatic-updates", "checked"),
         json!(true)
@@ -389,6 +401,23 @@ impl Browser {
             actions.push(json!({ "type": "keyDown", "value": key.to_string() }));
             actions.push(json!({ "type": "keyUp", "value": key.to_string() }));
         }
+        self.session_call(
+            "POST",
+            "/actions",
+            Some(json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }] })),
+        );
+        self.session_call("DELETE", "/actions", None);
+    }
+
+    /// Presses `key` while holding `modifier`, on whatever has the focus.
+    fn chord(&self, modifier: char, key: char) {
+        let (modifier, key) = (modifier.to_string(), key.to_string());
+        let actions = json!([
+            { "type": "keyDown", "value": modifier },
+            { "type": "keyDown", "value": key },
+            { "type": "keyUp", "value": key },
+            { "type": "keyUp", "value": modifier },
+        ]);
         self.session_call(
             "POST",
             "/actions",
