@@ -20,8 +20,8 @@
 //! fast hydra is, the daemon admits the 4th failure at t0, then one each at
 //! about t0+1, +3, +7, +15, +31 s. Stopping the attack after 20 s leaves
 //! 8 failures and the owner blocked until about t0+31 s: the owner's first
-//! try is refused with 429 and a Retry-After of about 11 s, and after that
-//! wait the right password works. The whole test takes about 40 s.
+//! try is refused with 429 and a Retry-After of 10-15 s, and after that
+//! wait the right password works. The whole test takes about 35 s.
 
 mod support;
 
