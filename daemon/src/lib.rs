@@ -12,6 +12,7 @@ pub mod console;
 pub mod fleet;
 pub mod identity;
 pub mod logging;
+pub mod memory;
 pub mod persist;
 pub mod plug;
 pub mod service;

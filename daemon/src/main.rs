@@ -9,6 +9,7 @@ fn main() -> ExitCode {
         }
     };
     hearthd::logging::init();
+    hearthd::memory::return_large_blocks_to_the_kernel();
     match command.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
