@@ -183,6 +183,14 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, throttled.retry_after_secs().into());
         }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 9110 wants a challenge on every 401. The scheme is our own
+            // session login, so no browser offers a Basic-auth dialog.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Session realm=\"hearth\""),
+            );
+        }
         response
     }
 }
