@@ -19,13 +19,54 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
+    /// The header lines, lower-cased for matching; `raw_headers` keeps
+    /// their case (cookie values are case-sensitive).
+    pub headers: String,
+    pub raw_headers: String,
     pub body: String,
     /// SHA-256 fingerprint of the certificate the server presented.
     pub fingerprint: String,
 }
 
+impl Response {
+    /// `name=value` of the session cookie this answer sets, if any.
+    pub fn session_cookie(&self) -> Option<String> {
+        self.raw_headers
+            .lines()
+            .filter_map(|line| {
+                line.strip_prefix("set-cookie: ")
+                    .or_else(|| line.strip_prefix("Set-Cookie: "))
+            })
+            .find(|cookie| cookie.starts_with("__Host-hearth_session="))
+            .and_then(|cookie| cookie.split(';').next())
+            .map(str::to_owned)
+    }
+
+    /// The body as JSON; panics with the body when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
 /// GET `path` from the device behind `127.0.0.1:port`.
 pub fn get(port: u16, path: &str) -> Result<Response, String> {
+    request(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        "GET",
+        path,
+        &[],
+        None,
+    )
+}
+
+/// One HTTPS request with extra headers and an optional JSON body.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    json_body: Option<&str>,
+) -> Result<Response, String> {
     let verifier = Arc::new(Recorder::default());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -36,16 +77,24 @@ pub fn get(port: u16, path: &str) -> Result<Response, String> {
         .with_no_client_auth();
     let name = ServerName::try_from("hearth.local").map_err(|e| e.to_string())?;
     let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
         .map_err(|e| format!("connect to {addr}: {e}"))?;
-    sock.set_read_timeout(Some(Duration::from_secs(30)))
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(|e| e.to_string())?;
     sock.set_write_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
     let mut tls = rustls::StreamOwned::new(conn, sock);
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    match json_body {
+        Some(body) => request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )),
+        None => request.push_str("\r\n"),
+    }
     tls.write_all(request.as_bytes())
         .map_err(|e| format!("TLS handshake or request to {addr}: {e}"))?;
     let mut raw = Vec::new();
@@ -72,6 +121,8 @@ pub fn get(port: u16, path: &str) -> Result<Response, String> {
         .ok_or_else(|| format!("no status in {head:?}"))?;
     Ok(Response {
         status,
+        headers: head.to_ascii_lowercase(),
+        raw_headers: head.to_owned(),
         body: body.to_owned(),
         fingerprint,
     })

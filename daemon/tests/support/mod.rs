@@ -1,8 +1,8 @@
 //! Starting hearthd in host mode and talking HTTPS to it.
 #![allow(dead_code)] // each test binary uses a different part of it
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -188,30 +188,7 @@ impl Drop for Daemon {
     }
 }
 
-pub struct Response {
-    pub status: u16,
-    /// Lower-cased, for matching; `raw_headers` keeps the case.
-    pub headers: String,
-    pub raw_headers: String,
-    pub body: String,
-    pub fingerprint: String,
-}
-
-impl Response {
-    /// The value of the session cookie this response sets, if any.
-    pub fn session_cookie(&self) -> Option<String> {
-        self.raw_headers
-            .lines()
-            .filter_map(|line| line.strip_prefix("set-cookie: "))
-            .find(|c| c.starts_with("__Host-hearth_session="))
-            .and_then(|c| c.split(';').next())
-            .map(str::to_owned)
-    }
-
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
-    }
-}
+pub use system_tests::https::Response;
 
 /// One HTTPS GET that accepts the device's self-signed certificate and
 /// reports its fingerprint, so the test compares it with the console's.
@@ -227,111 +204,6 @@ pub fn https(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Response {
-    let seen = Arc::new(Mutex::new(None));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(RecordingVerifier {
-            seen: seen.clone(),
-            provider,
-        }))
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from("hearth.local").expect("name");
-    let mut tls = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
-    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    let mut stream = rustls::Stream::new(&mut tls, &mut tcp);
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: hearth.local\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if let Some(body) = body {
-        request.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ));
-    } else {
-        request.push_str("\r\n");
-    }
-    stream.write_all(request.as_bytes()).expect("request");
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let fingerprint = seen
-        .lock()
-        .expect("lock")
-        .clone()
-        .expect("certificate seen");
-    Response {
-        status,
-        headers: head.to_ascii_lowercase(),
-        raw_headers: head.to_owned(),
-        body: body.to_owned(),
-        fingerprint,
-    }
-}
-
-#[derive(Debug)]
-struct RecordingVerifier {
-    seen: Arc<Mutex<Option<String>>>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for RecordingVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        *self.seen.lock().expect("lock") =
-            Some(hearthd::identity::Fingerprint::of(end_entity).to_string());
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    system_tests::https::request(addr, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
