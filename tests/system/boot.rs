@@ -50,8 +50,9 @@ fn boots_and_answers_https_with_the_certificate_shown_on_its_console() {
 }
 
 #[test]
-fn two_factory_new_devices_have_different_certificates() {
+fn two_factory_new_devices_have_different_certificates_and_setup_codes() {
     let mut seen = BTreeSet::new();
+    let mut codes = BTreeSet::new();
     for name in ["unique-1", "unique-2"] {
         let disk = Disk::fresh(name);
         let mut device = Device::boot(&disk, "boot1");
@@ -62,6 +63,8 @@ fn two_factory_new_devices_have_different_certificates() {
             "two fresh devices share the certificate {}",
             ready.console_fingerprint
         );
+        let code = crate::owner::setup_code(&device.serial()).expect("a setup code on the console");
+        assert!(codes.insert(code), "two fresh devices share a setup code");
         device.kill();
     }
 }

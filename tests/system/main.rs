@@ -8,4 +8,5 @@
 mod boot;
 mod fallback;
 mod image;
+mod owner;
 mod reset;

@@ -1,6 +1,7 @@
 //! The emulated reset button: `qemu/boot --factory-reset` hot-plugs the
 //! host-only HEARTH-RESET drive, and the device forgets its owner and its TLS
-//! identity (issue 3's physical factory reset, driven from the host).
+//! identity, and shows a new setup code (issue 3's physical factory reset,
+//! driven from the host).
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,18 @@ fn the_reset_control_makes_the_device_factory_new_with_a_new_certificate() {
     let disk = Disk::fresh("reset");
     let mut device = Device::boot(&disk, "boot1");
     let before = device.wait_ready().console_fingerprint;
+    let first_code =
+        crate::owner::setup_code(&device.serial()).expect("a setup code at first boot");
+    let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, device.port()));
+    let body = serde_json::json!({
+        "setup_code": first_code,
+        "password": "correct horse battery staple",
+        "password_confirm": "correct horse battery staple",
+    })
+    .to_string();
+    let claimed =
+        system_tests::https::request(addr, "POST", "/api/setup", &[], Some(&body)).expect("claim");
+    assert_eq!(claimed.status, 201, "{}", claimed.body);
 
     device.press_reset();
     // The reset stops hearthd, erases its state and starts it again, which
@@ -33,5 +46,14 @@ fn the_reset_control_makes_the_device_factory_new_with_a_new_certificate() {
         );
         std::thread::sleep(Duration::from_secs(1));
     }
+    let state = system_tests::https::request(addr, "GET", "/api/state", &[], None).expect("state");
+    assert_eq!(
+        state.json()["status"],
+        "unclaimed",
+        "the owner's password is gone"
+    );
+    let new_code =
+        crate::owner::setup_code(&device.serial()).expect("a new setup code on the console");
+    assert_ne!(new_code, first_code, "the reset makes a new setup code");
     device.powerdown();
 }

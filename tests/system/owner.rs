@@ -1,0 +1,119 @@
+//! What an owner meets on a fresh device (issues 3 and 4), through the
+//! forwarded HTTPS port and the serial console: the setup code and the
+//! vendor's facts on the console, security.txt before any login, the claim,
+//! and a password that survives a reboot.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use system_tests::https::{Response, request};
+use system_tests::offline::Ext4;
+use system_tests::{Device, Disk};
+
+const SLOT_A: usize = 2;
+const PASSWORD: &str = "correct horse battery staple";
+
+fn addr(device: &Device) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, device.port()))
+}
+
+fn call(
+    device: &Device,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Response {
+    request(addr(device), method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// The setup code hearthd printed on this boot's console, if any.
+pub fn setup_code(serial: &str) -> Option<String> {
+    serial
+        .lines()
+        .filter_map(|line| {
+            line.split_once("hearthd: SETUP CODE ")
+                .map(|(_, code)| code.trim().to_owned())
+        })
+        .next_back()
+}
+
+#[test]
+fn first_boot_shows_the_setup_code_and_vendor_facts_and_the_claim_survives_a_reboot() {
+    let disk = Disk::fresh("owner");
+    let mut device = Device::boot(&disk, "boot1");
+    device.wait_ready();
+    let serial = device.serial();
+    let code = setup_code(&serial).expect("a factory-new device shows a setup code on its console");
+    for banner in [
+        "(model HRH-1, hardware A)",
+        "report vulnerabilities to mailto:security@example.com",
+        "security updates until 2031-12-31",
+    ] {
+        assert!(
+            serial.contains(banner),
+            "the console banner lacks {banner:?}"
+        );
+    }
+
+    let security_txt = call(&device, "GET", "/.well-known/security.txt", &[], None);
+    assert_eq!(security_txt.status, 200);
+    assert!(
+        security_txt
+            .body
+            .contains("Contact: mailto:security@example.com"),
+        "{}",
+        security_txt.body
+    );
+    assert_eq!(
+        call(&device, "GET", "/api/dashboard", &[], None).status,
+        403,
+        "nothing works before the claim"
+    );
+
+    let body = serde_json::json!({ "setup_code": code, "password": PASSWORD, "password_confirm": PASSWORD }).to_string();
+    let claimed = call(&device, "POST", "/api/setup", &[], Some(&body));
+    assert_eq!(claimed.status, 201, "{}", claimed.body);
+    device.powerdown();
+
+    let mut device = Device::boot(&disk, "boot2");
+    device.wait_ready();
+    assert_eq!(
+        setup_code(&device.serial()),
+        None,
+        "a claimed device shows no setup code"
+    );
+    assert_eq!(
+        call(&device, "GET", "/api/state", &[], None).json()["status"],
+        "claimed"
+    );
+    let login = |password: &str| {
+        let body = serde_json::json!({ "password": password }).to_string();
+        call(&device, "POST", "/api/login", &[], Some(&body))
+    };
+    assert_eq!(login("not the owner's password at all").status, 401);
+    let ok = login(PASSWORD);
+    assert_eq!(
+        ok.status, 200,
+        "the password survives a reboot: {}",
+        ok.body
+    );
+    device.powerdown();
+
+    // os-release in the slot carries the vendor file's facts.
+    let os_release = Ext4::file(&disk.read_partition(SLOT_A))
+        .read("/usr/lib/os-release")
+        .expect("/usr/lib/os-release in slot A");
+    let os_release = String::from_utf8_lossy(&os_release);
+    for field in [
+        "VENDOR_NAME=\"Example Hearth Devices Ltd\"",
+        "SUPPORT_END=2031-12-31",
+        "BUG_REPORT_URL=\"https://example.com/security/policy\"",
+        "HEARTH_MODEL=\"HRH-1\"",
+    ] {
+        assert!(
+            os_release.contains(field),
+            "os-release lacks {field}:\n{os_release}"
+        );
+    }
+}
