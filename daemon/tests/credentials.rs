@@ -188,6 +188,20 @@ fn state_changes_need_the_session_csrf_token_and_the_password_survives_a_restart
         &serde_json::json!({ "password": PASSWORD }).to_string(),
     );
     assert_eq!(login.status, 200, "{}", login.body);
+    // Both attempts are logged with address and time, never the password.
+    let log = daemon.stderr();
+    assert!(
+        log.contains("event=login_failed client=127.0.0.1 at_unix="),
+        "{log}"
+    );
+    assert!(
+        log.contains("event=login_succeeded client=127.0.0.1 at_unix="),
+        "{log}"
+    );
+    assert!(
+        !log.contains(PASSWORD) && !log.contains("not the password at all"),
+        "a password reached the log"
+    );
     let cookie = login.session_cookie().expect("cookie");
     let dashboard = https(addr, "GET", "/api/dashboard", &[("Cookie", &cookie)], None);
     assert_eq!(dashboard.status, 200, "{}", dashboard.body);
