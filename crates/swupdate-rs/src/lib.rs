@@ -131,15 +131,13 @@
 //!   width (`#[cfg(target_pointer_width)]`); the LP64 and ILP32 numbers are
 //!   also computed and checked on any host, against what `gcc -m64` and
 //!   `gcc -m32` print for SWUpdate's headers.
-//! * `tests/real_swupdate/` runs the real Debian `swupdate` 2022.12: each
-//!   test starts a daemon in a private mount namespace (`unshare --mount`,
-//!   or `--user --map-root-user` when not root), because the Debian binary
-//!   has `/tmp/sockinstctrl`, `/tmp/swupdateprog` and `/boot/grub/grubenv`
-//!   compiled in and `$TMPDIR` does not move them. A temporary directory is
-//!   bind-mounted over `/tmp` and another over `/boot`; slots are plain
-//!   files, the CMS certificate is generated with `openssl`, the `.swu` is
-//!   packed with `cpio -o -H crc`. Needs `swupdate`, `openssl`, `cpio`,
-//!   `unshare` (util-linux) and `mount`.
+//! * `tests/real_swupdate/` runs the real Debian `swupdate` 2022.12 through
+//!   `swupdate-testkit`: each daemon gets a private `$TMPDIR` (where the
+//!   Debian binary puts its sockets) and a private mount namespace with a
+//!   temporary directory over `/boot` (its grubenv path is compiled in);
+//!   slots are plain files, the CMS certificate is generated with
+//!   `openssl`, the `.swu` is packed with `cpio -o -H crc`. Needs
+//!   `swupdate`, `openssl`, `cpio`, `unshare` (util-linux) and `mount`.
 //! * Fuzzing (nightly): `cargo install cargo-fuzz`, then in
 //!   `crates/swupdate-rs/fuzz`: `cargo +nightly fuzz run decode --
 //!   -max_total_time=60`.

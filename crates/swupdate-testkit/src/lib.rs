@@ -2,14 +2,15 @@
 //! (2022.12) in isolation, with file-backed A/B slots and a GRUB
 //! environment file, and hands out a [`swupdate_rs::Client`] for it.
 //!
-//! The Debian build has its socket paths and GRUB environment path compiled
-//! in (`strings /usr/bin/swupdate`: `/tmp/sockinstctrl`, `/tmp/swupdateprog`,
-//! `/boot/grub/grubenv`), and `$TMPDIR` does not move them. So each daemon
-//! runs in its own mount namespace (`unshare --mount`, with `--user
-//! --map-root-user` when not root) where a private directory is bind-mounted
-//! over `/tmp` and another over `/boot`. The host's `/tmp` and `/boot` are
-//! never written; the sockets appear in the private directory, where the
-//! test connects to them from outside the namespace.
+//! The Debian build puts its sockets (`sockinstctrl`, `swupdateprog`) in
+//! `$TMPDIR`, so each daemon gets a private `$TMPDIR`. Its GRUB environment
+//! path, `/boot/grub/grubenv`, is compiled in, so each daemon runs in its own
+//! mount namespace (`unshare --mount`, with `--user --map-root-user` when not
+//! root) where a private directory is bind-mounted over `/boot`. The host's
+//! `/boot` is never written; the sockets appear in the private directory,
+//! where the test connects to them from outside the namespace. `/tmp` is not
+//! touched, so the test's own files may live anywhere, a clone under `/tmp`
+//! included.
 //!
 //! ```no_run
 //! # fn main() {
@@ -200,10 +201,13 @@ impl DaemonBuilder {
             // Unprivileged: a user namespace grants the mount rights.
             cmd.args(["--user", "--map-root-user"]);
         }
-        cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-            .arg(r#"mount --bind "$1" /tmp && mount --bind "$2" /boot && shift 2 && exec swupdate "$@""#)
+        // Debian's swupdate puts its sockets and scratch files in $TMPDIR,
+        // so only /boot (the grubenv path compiled into it) needs a private
+        // mount. /tmp stays as it is: the test's files may live under it.
+        cmd.env("TMPDIR", &setup.tmp)
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(r#"mount --bind "$1" /boot && shift && exec swupdate "$@""#)
             .arg("sh")
-            .arg(&setup.tmp)
             .arg(&setup.boot)
             .args(["-v", "-f"])
             .arg(&setup.cfg)
