@@ -1,0 +1,130 @@
+//! The conformance suite (issue 8, first cut): functional test cases for
+//! ETSI EN 303 645 5.1-5.3, numbered after ETSI TS 103 701, run against ONE
+//! device from outside (HTTPS port and serial console), plus external tools
+//! and offline checks of the built image. Writes
+//! `tests/artifacts/conformance/report.{md,json}` and fails if any applicable
+//! case FAILs.
+//!
+//! The device: a fresh QEMU boot of the image, or `HEARTH_DUT=HOST:PORT`
+//! (an already-running device or a Pi; see docs/conformance.md for the
+//! `HEARTH_DUT_*` variables).
+
+mod dut;
+mod functional;
+mod report;
+mod tools;
+
+use std::time::Instant;
+
+use report::{Case, Report};
+
+/// Runs one case, timing it.
+fn timed(report: &mut Report, run: impl FnOnce() -> Case) {
+    let t = Instant::now();
+    let mut case = run();
+    if case.seconds == 0.0 {
+        case.seconds = t.elapsed().as_secs_f64();
+    }
+    eprintln!(
+        "conformance: {} {} ({:.1} s)",
+        case.id,
+        case.verdict().as_str(),
+        case.seconds
+    );
+    report.cases.push(case);
+}
+
+#[test]
+fn conformance_suite() {
+    let started = Instant::now();
+    let out_dir = system_tests::artifacts_dir().join("conformance");
+    std::fs::create_dir_all(&out_dir).expect("tests/artifacts/conformance");
+    let mut report = Report {
+        started: utc_now(),
+        ..Report::default()
+    };
+
+    // Offline first: no boot needed, and host mode for testssl.sh uses the files.
+    let scratch = tempfile::tempdir().expect("scratch directory");
+    let root = match tools::extract_rootfs(scratch.path()) {
+        Ok(root) => Some(root),
+        Err(e) => {
+            report
+                .notes
+                .push(format!("the image's files could not be extracted: {e}"));
+            None
+        }
+    };
+    timed(&mut report, || tools::systemd_analyze(root.as_deref()));
+    timed(&mut report, || tools::hardening_check(root.as_deref()));
+
+    let boot = Instant::now();
+    let dut = dut::Dut::open();
+    report.target = dut.description.clone();
+    report.notes.push(format!(
+        "device ready after {:.0} s ({})",
+        boot.elapsed().as_secs_f64(),
+        if dut.booted() {
+            "one QEMU boot for the whole suite"
+        } else {
+            "given by HEARTH_DUT"
+        }
+    ));
+
+    // Order matters: 5.1-1 needs the factory state and makes the claim;
+    // 5.1-5 runs last of the login cases, as it leaves a throttle behind.
+    let mut owner = functional::Owner::default();
+    timed(&mut report, || functional::case_5_1_2(&dut));
+    timed(&mut report, || functional::case_5_1_1(&dut, &mut owner));
+    timed(&mut report, || functional::case_5_1_3(&dut, &owner));
+    timed(&mut report, || functional::case_5_1_4(&dut, &mut owner));
+    timed(&mut report, || functional::case_5_1_5(&dut, &owner));
+    if let Some(note) = functional::restore_password(&dut, &owner) {
+        report.notes.push(note);
+    }
+    timed(&mut report, || functional::case_5_2_1(&dut));
+    timed(&mut report, || functional::case_5_3_13(&dut));
+    timed(&mut report, || functional::case_5_3_16(&dut));
+    timed(&mut report, || tools::nmap(&dut));
+    timed(&mut report, || {
+        tools::testssl(&dut, root.as_deref(), &out_dir)
+    });
+    drop(dut);
+
+    report.notes.extend(
+        [
+            "Not covered by this cut: 5.1-2-2 across several fresh images (tests/system compares setup codes of two boots); 5.3-1 ... 5.3-12 (update misuse: MITM, flipped byte, rollback, resume) as conformance cases; conceptual test cases against ICS/IXIT documents, which are not generated yet; hydra, lynis, sectxt over HTTPS, cargo audit; the run against a deliberately weakened image (\"the suite can fail\").",
+            "cargo deny (licenses, bans, sources) runs as its own CI stage, not in this report; advisories need an offline database snapshot, which is not set up.",
+        ]
+        .map(str::to_owned),
+    );
+    report.seconds = started.elapsed().as_secs_f64();
+    report
+        .write(&out_dir)
+        .expect("write the conformance report");
+    eprintln!(
+        "conformance: report in {} ({} cases, {:.0} s in all)",
+        out_dir.display(),
+        report.cases.len(),
+        report.seconds
+    );
+    let failed: Vec<String> = report
+        .failed()
+        .iter()
+        .map(|c| format!("{} {}", c.id, c.title))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "conformance cases FAILED: {failed:?}; see {}",
+        out_dir.join("report.md").display()
+    );
+}
+
+/// The current time in UTC as `date -u` prints it (no time crate needed).
+fn utc_now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
