@@ -16,189 +16,25 @@
 
 use std::fs;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use hearth_release::testing::{IMAGE_SIZE, MODEL, REV, Tool, Vendor, image, tamper_sw_description};
 use hearthd::persist::Store;
 use hearthd::update::{self, Installed, Selection, Slot, UpdateError, UpdateRecord, UpdateRecords};
 use swupdate_testkit::Daemon;
-use update_manifest::{
-    DeviceFacts, Rejection, SignedKeyring, SignedManifest, SigningKey, Timestamp, TrustedRoot,
-};
+use update_manifest::{DeviceFacts, Rejection, SignedKeyring, Timestamp};
 
-const MODEL: &str = "HRH-1";
-const REV: &str = "A";
-const IMAGE_SIZE: usize = 256 * 1024;
-
-/// A deterministic pseudo-random image (incompressible, unlike the fill).
-fn image(seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..IMAGE_SIZE)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 24) as u8
-        })
-        .collect()
+/// The vendor: keys, key ring and releases made with hearth_release, used
+/// as a library (only its own tests have the binary).
+fn vendor() -> Vendor {
+    Vendor::new(Tool::Library, env!("CARGO_TARGET_TMPDIR"))
 }
 
-/// The vendor: keys, key ring and releases made with hearth_release.
-struct Vendor {
-    dir: tempfile::TempDir,
-}
-
-impl Vendor {
-    /// `keygen` root and signing key, `certify` the signing key.
-    fn new() -> Vendor {
-        let dir = tempfile::Builder::new()
-            .prefix("hearthd-update-vendor-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .unwrap();
-        let v = Vendor { dir };
-        v.run(&["keygen", "--role", "root", "--out", &v.p("root")]);
-        v.run(&["keygen", "--role", "signing", "--out", &v.p("signer")]);
-        v.run(&[
-            "certify",
-            "--root",
-            &v.p("root"),
-            "--key",
-            &v.p("signer"),
-            "--keyring",
-            &v.p("keyring.json"),
-        ]);
-        v
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn p(&self, name: &str) -> String {
-        self.path(name).to_str().unwrap().to_owned()
-    }
-
-    fn try_run(&self, args: &[&str]) -> Result<(), hearth_release::Error> {
-        hearth_release::run(lexopt::Parser::from_args(args.iter().copied()))
-    }
-
-    fn run(&self, args: &[&str]) {
-        if let Err(e) = self.try_run(args) {
-            panic!("hearth-release {args:?}: {e}");
-        }
-    }
-
-    fn root_cert(&self) -> PathBuf {
-        self.path("root.cert.pem")
-    }
-
-    /// The trust anchor as hearthd reads it: the certificate SWUpdate trusts.
-    fn trusted_root(&self) -> TrustedRoot {
-        TrustedRoot::from_cert_pem(&fs::read_to_string(self.root_cert()).unwrap()).unwrap()
-    }
-
-    /// `build`: a `.swu` from the layer's template for the slots of `d`.
-    fn build(
-        &self,
-        d: &Daemon,
-        name: &str,
-        version: &str,
-        signers: &[&str],
-        img: &[u8],
-    ) -> PathBuf {
-        let rootfs = self.path(&format!("{name}.ext4"));
-        fs::write(&rootfs, img).unwrap();
-        let out = self.p(&format!("{name}.swu"));
-        let (rootfs, a, b) = (
-            rootfs.to_str().unwrap().to_owned(),
-            d.slot_a.to_str().unwrap().to_owned(),
-            d.slot_b.to_str().unwrap().to_owned(),
-        );
-        let mut args = vec![
-            "build",
-            "--rootfs",
-            &rootfs,
-            "--version",
-            version,
-            "--model",
-            MODEL,
-            "--hw-revision",
-            REV,
-            "--slot-a",
-            &a,
-            "--slot-b",
-            &b,
-            "--out",
-            &out,
-        ];
-        let signer_paths: Vec<String> = signers.iter().map(|s| self.p(s)).collect();
-        for s in &signer_paths {
-            args.extend(["--signer", s.as_str()]);
-        }
-        self.run(&args);
-        PathBuf::from(out)
-    }
-
-    /// `manifest`: signs a manifest for `swu` with `key`, extra options appended.
-    fn manifest(&self, swu: &Path, key: &str, extra: &[&str]) -> Vec<u8> {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let out = self.p(&format!("m{}.json", N.fetch_add(1, Ordering::Relaxed)));
-        let (swu, key, keyring, root) = (
-            swu.to_str().unwrap().to_owned(),
-            self.p(key),
-            self.p("keyring.json"),
-            self.p("root"),
-        );
-        let mut args = vec![
-            "manifest",
-            "--artifact",
-            &swu,
-            "--key",
-            &key,
-            "--keyring",
-            &keyring,
-            "--root",
-            &root,
-            "--base-url",
-            "https://updates.example.com/hearth",
-            "--security-version",
-            "2",
-            "--release-notes",
-            "https://example.com/notes",
-            "--out",
-            &out,
-        ];
-        args.extend_from_slice(extra);
-        self.run(&args);
-        fs::read(&out).unwrap()
-    }
-
-    /// `rotate`: certifies `new` in key ring N+1 and drops `old`
-    /// (unless `overlap` keeps it for some days).
-    fn rotate(&self, old: &str, new: &str, overlap: Option<&str>) {
-        let (root, keyring, old, new) = (
-            self.p("root"),
-            self.p("keyring.json"),
-            self.p(old),
-            self.p(new),
-        );
-        let mut args = vec![
-            "rotate",
-            "--root",
-            &root,
-            "--keyring",
-            &keyring,
-            "--old",
-            &old,
-            "--new",
-            &new,
-        ];
-        if let Some(days) = overlap {
-            args.extend(["--overlap-days", days]);
-        }
-        self.run(&args);
-    }
+/// `v.manifest(...)` as hearthd receives it: the signed JSON.
+fn manifest_json(v: &Vendor, swu: &Path, key: &str, extra: &[&str]) -> Vec<u8> {
+    fs::read(v.manifest(swu, key, extra)).unwrap()
 }
 
 /// A device as hearthd sees itself: installed 1.0.0, floors 2 and 1.
@@ -209,15 +45,6 @@ fn facts() -> DeviceFacts {
         keyring_floor: 1,
     }
     .device_facts(MODEL.parse().unwrap(), REV.parse().unwrap(), 64 << 20)
-}
-
-fn daemon(v: &Vendor) -> Daemon {
-    Daemon::builder(v.root_cert())
-        .hardware(MODEL, REV)
-        .slot_size(IMAGE_SIZE)
-        .temp_dir(env!("CARGO_TARGET_TMPDIR"))
-        .prefix("hearthd-update-swupdate-")
-        .start()
 }
 
 /// The running slot as hearthd finds it: a kernel command line naming A
@@ -322,30 +149,13 @@ fn assert_refused_before_download(
     assert_not_armed(d, case);
 }
 
-/// Rewrites `version = "1.1.0"` in the archive's sw-description to
-/// "1.9.0" and fixes the cpio checksum, leaving the signature as it was.
-fn tamper_sw_description(swu: &[u8]) -> Vec<u8> {
-    let mut out = swu.to_vec();
-    let size = usize::from_str_radix(std::str::from_utf8(&out[54..62]).unwrap(), 16).unwrap();
-    let data = 128..128 + size; // 110-byte header + "sw-description\0" + padding
-    let text = String::from_utf8(out[data.clone()].to_vec()).unwrap();
-    let forged = text.replacen("version = \"1.1.0\"", "version = \"1.9.0\"", 1);
-    assert_ne!(text, forged);
-    out[data.clone()].copy_from_slice(forged.as_bytes());
-    let sum = out[data]
-        .iter()
-        .fold(0u32, |a, &b| a.wrapping_add(u32::from(b)));
-    out[102..110].copy_from_slice(format!("{sum:08x}").as_bytes());
-    out
-}
-
 #[test]
 fn keygen_certify_build_manifest_then_hearthd_installs_into_slot_b_and_confirms() {
-    let v = Vendor::new();
-    let d = daemon(&v);
+    let v = vendor();
+    let d = v.swupdate();
     let img = image(1);
     let swu = v.build(&d, "good", "1.1.0", &["signer"], &img);
-    let manifest = v.manifest(&swu, "signer", &["--security-version", "3"]);
+    let manifest = manifest_json(&v, &swu, "signer", &["--security-version", "3"]);
     let (reader, read) = counted(fs::read(&swu).unwrap());
 
     let done = install(&d, &v, &manifest, reader, &facts(), Timestamp::now())
@@ -388,16 +198,16 @@ fn keygen_certify_build_manifest_then_hearthd_installs_into_slot_b_and_confirms(
 
 #[test]
 fn every_manifest_level_refusal_reads_nothing_writes_nothing_and_arms_nothing() {
-    let v = Vendor::new();
-    let d = daemon(&v);
+    let v = vendor();
+    let d = v.swupdate();
     let now = Timestamp::now();
     let swu = v.build(&d, "good", "1.1.0", &["signer"], &image(2));
-    let manifest = v.manifest(&swu, "signer", &[]);
+    let manifest = manifest_json(&v, &swu, "signer", &[]);
 
     // A wrong signer: a complete chain under another root.
-    let rogue = Vendor::new();
+    let rogue = vendor();
     let rogue_swu = rogue.build(&d, "rogue", "1.1.0", &["signer"], &image(3));
-    let rogue_manifest = rogue.manifest(&rogue_swu, "signer", &[]);
+    let rogue_manifest = manifest_json(&rogue, &rogue_swu, "signer", &[]);
     assert_refused_before_download(
         "wrong signer",
         &d,
@@ -409,7 +219,7 @@ fn every_manifest_level_refusal_reads_nothing_writes_nothing_and_arms_nothing() 
     );
 
     // An expired manifest: signed for one day, checked two days later.
-    let short = v.manifest(&swu, "signer", &["--expires-days", "1"]);
+    let short = manifest_json(&v, &swu, "signer", &["--expires-days", "1"]);
     assert_refused_before_download(
         "expired manifest",
         &d,
@@ -422,13 +232,13 @@ fn every_manifest_level_refusal_reads_nothing_writes_nothing_and_arms_nothing() 
 
     // An older version.
     let old_swu = v.build(&d, "old", "0.9.0", &["signer"], &image(4));
-    let old = v.manifest(&old_swu, "signer", &[]);
+    let old = manifest_json(&v, &old_swu, "signer", &[]);
     assert_refused_before_download("older version", &d, &v, &old, &facts(), now, |r| {
         matches!(r, Rejection::NotNewer { .. })
     });
 
     // A lower security version (the device's floor is 2).
-    let low = v.manifest(&swu, "signer", &["--security-version", "1"]);
+    let low = manifest_json(&v, &swu, "signer", &["--security-version", "1"]);
     assert_refused_before_download("lower security version", &d, &v, &low, &facts(), now, |r| {
         matches!(
             r,
@@ -476,12 +286,7 @@ fn every_manifest_level_refusal_reads_nothing_writes_nothing_and_arms_nothing() 
         },
     );
     // (b) a thief signs with the stolen key and attaches key ring v2.
-    let v2 = SignedKeyring::from_json(&fs::read(v.path("keyring.json")).unwrap()).unwrap();
-    let stolen =
-        SigningKey::from_pkcs8_pem(&fs::read_to_string(v.path("signer.key.pem")).unwrap()).unwrap();
-    let mut m = SignedManifest::from_json(&manifest).unwrap().manifest;
-    m.issued = now;
-    let forged = m.sign(&stolen, v2).unwrap().to_json();
+    let forged = v.forge_with_stolen_key(&manifest, "signer", now);
     for (case, device) in [
         ("revoked key, new key ring", &seen_v2),
         ("revoked key, device at v1", &facts()),
@@ -494,10 +299,10 @@ fn every_manifest_level_refusal_reads_nothing_writes_nothing_and_arms_nothing() 
 
 #[test]
 fn a_tampered_sw_description_is_refused_by_swupdate_before_anything_is_written() {
-    let v = Vendor::new();
-    let d = daemon(&v);
+    let v = vendor();
+    let d = v.swupdate();
     let swu = v.build(&d, "good", "1.1.0", &["signer"], &image(5));
-    let manifest = v.manifest(&swu, "signer", &[]);
+    let manifest = manifest_json(&v, &swu, "signer", &[]);
     let tampered = tamper_sw_description(&fs::read(&swu).unwrap());
     let (reader, _) = counted(tampered);
     let err = install(&d, &v, &manifest, reader, &facts(), Timestamp::now()).unwrap_err();
@@ -523,10 +328,10 @@ fn a_genuine_release_served_with_another_releases_manifest_is_refused_before_wri
     // Mix-and-match: a correctly signed 1.2.0 .swu behind the 1.1.0
     // manifest. hearthd pins SWUpdate to the manifest's version, so
     // SWUpdate refuses at sw-description, before the image.
-    let v = Vendor::new();
-    let d = daemon(&v);
+    let v = vendor();
+    let d = v.swupdate();
     let swu = v.build(&d, "good", "1.1.0", &["signer"], &image(6));
-    let manifest = v.manifest(&swu, "signer", &[]);
+    let manifest = manifest_json(&v, &swu, "signer", &[]);
     let other = v.build(&d, "other", "1.2.0", &["signer"], &image(7));
     let (reader, _) = counted(fs::read(&other).unwrap());
     let err = install(&d, &v, &manifest, reader, &facts(), Timestamp::now()).unwrap_err();
@@ -538,10 +343,10 @@ fn a_genuine_release_served_with_another_releases_manifest_is_refused_before_wri
 
 #[test]
 fn a_flipped_byte_in_the_image_is_refused_and_nothing_is_armed() {
-    let v = Vendor::new();
-    let d = daemon(&v);
+    let v = vendor();
+    let d = v.swupdate();
     let swu = v.build(&d, "good", "1.1.0", &["signer"], &image(8));
-    let manifest = v.manifest(&swu, "signer", &[]);
+    let manifest = manifest_json(&v, &swu, "signer", &[]);
     let mut bytes = fs::read(&swu).unwrap();
     let at = bytes.len() - 1000; // inside the compressed image
     bytes[at] ^= 0x01;
@@ -595,10 +400,10 @@ fn a_flipped_byte_in_the_image_is_refused_and_nothing_is_armed() {
 
 #[test]
 fn after_rotation_the_new_key_installs_and_the_revoked_key_does_not() {
-    let v = Vendor::new();
-    let d = daemon(&v);
+    let v = vendor();
+    let d = v.swupdate();
     let old_swu = v.build(&d, "old-key", "1.1.0", &["signer"], &image(9));
-    let old_key_manifest = v.manifest(&old_swu, "signer", &[]);
+    let old_key_manifest = manifest_json(&v, &old_swu, "signer", &[]);
 
     // Revoke `signer`: key ring v2 lists only `signer2`.
     v.rotate("signer", "signer2", None);
@@ -609,7 +414,7 @@ fn after_rotation_the_new_key_installs_and_the_revoked_key_does_not() {
 
     let img = image(10);
     let swu = v.build(&d, "new-key", "1.2.0", &["signer2"], &img);
-    let manifest = v.manifest(&swu, "signer2", &[]);
+    let manifest = manifest_json(&v, &swu, "signer2", &[]);
     let (reader, _) = counted(fs::read(&swu).unwrap());
     let done = install(&d, &v, &manifest, reader, &facts(), now)
         .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
@@ -636,15 +441,13 @@ fn after_rotation_the_new_key_installs_and_the_revoked_key_does_not() {
 fn swupdate_refusing_the_selection_is_reported_and_nothing_is_read() {
     // A daemon that accepts no IPC selection (-q missing): hearthd's request
     // for stable,copy2 is NACKed before any artifact byte is read.
-    let v = Vendor::new();
-    let d = Daemon::builder(v.root_cert())
-        .hardware(MODEL, REV)
-        .slot_size(IMAGE_SIZE)
-        .temp_dir(env!("CARGO_TARGET_TMPDIR"))
+    let v = vendor();
+    let d = v
+        .swupdate_builder()
         .selection_args(["-e", "stable,copy2"])
         .start();
     let swu = v.build(&d, "good", "1.1.0", &["signer"], &image(11));
-    let manifest = v.manifest(&swu, "signer", &[]);
+    let manifest = manifest_json(&v, &swu, "signer", &[]);
     let err = install(&d, &v, &manifest, MustNotRead, &facts(), Timestamp::now()).unwrap_err();
     println!("selection not accepted: {err}");
     assert!(matches!(err, UpdateError::Start { .. }), "{err:?}");

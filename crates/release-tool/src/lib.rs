@@ -16,6 +16,8 @@ pub mod keyfiles;
 pub mod openssl;
 pub mod progress;
 pub mod swu;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::Error;
 

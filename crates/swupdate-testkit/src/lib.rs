@@ -39,6 +39,21 @@ use swupdate_rs::{Client, ClientConfig};
 /// Byte the slots are filled with before a test, to see any write.
 pub const SLOT_FILL: u8 = 0x5a;
 
+/// A deterministic pseudo-random image of `size` bytes (no RNG
+/// dependency): incompressible, and unlike [`SLOT_FILL`] often enough to
+/// show a partial write.
+pub fn image(seed: u32, size: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 /// The selection arguments every daemon gets unless replaced with
 /// [`DaemonBuilder::selection_args`]: it runs "on slot A" (`-e
 /// stable,copy2` writes slot B) and accepts both copies over IPC.

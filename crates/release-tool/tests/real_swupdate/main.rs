@@ -4,196 +4,29 @@
 //! with the slots untouched.
 //!
 //! Needs `swupdate`, `openssl`, `zstd` and `unshare` (root, or unprivileged
-//! user namespaces); see `swupdate_daemon.rs`.
+//! user namespaces); see the `swupdate-testkit` crate.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-mod swupdate_daemon;
-
 use std::fs;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use swupdate_daemon::Daemon;
+use hearth_release::testing::{MODEL, REV, Tool, Vendor, image, tamper_sw_description};
 use swupdate_rs::InstallRequest;
+use swupdate_testkit::Daemon;
 use update_manifest::{
-    CheckedReader, DeviceFacts, Rejection, SignedKeyring, SignedManifest, SigningKey, Timestamp,
-    TrustedRoot,
+    CheckedReader, DeviceFacts, Rejection, SignedKeyring, Timestamp, TrustedRoot,
 };
 
-const MODEL: &str = "HRH-1";
-const REV: &str = "A";
-const IMAGE_SIZE: usize = 256 * 1024;
-
-/// A deterministic pseudo-random image of IMAGE_SIZE bytes.
-fn image(seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..IMAGE_SIZE)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-/// Runs hearth-release; returns (success, stderr).
-fn tool(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hearth-release"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    (out.status.success(), stderr)
-}
-
-fn tool_ok(dir: &Path, args: &[&str]) -> String {
-    let (ok, stderr) = tool(dir, args);
-    assert!(ok, "hearth-release {args:?} failed:\n{stderr}");
-    stderr
-}
-
-/// The vendor's side: a directory with a root, a certified signing key and
-/// a key ring, made with the tool.
-struct Vendor {
-    dir: tempfile::TempDir,
-}
-
-impl Vendor {
-    fn new() -> Vendor {
-        let dir = tempfile::Builder::new()
-            .prefix("hearth-release-vendor-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .unwrap();
-        let v = Vendor { dir };
-        v.run(&["keygen", "--role", "root", "--out", "root"]);
-        v.run(&["keygen", "--role", "signing", "--out", "signer"]);
-        v.run(&[
-            "certify",
-            "--root",
-            "root",
-            "--key",
-            "signer",
-            "--keyring",
-            "keyring.json",
-        ]);
-        v
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn run(&self, args: &[&str]) -> String {
-        tool_ok(self.dir.path(), args)
-    }
-    fn try_run(&self, args: &[&str]) -> (bool, String) {
-        tool(self.dir.path(), args)
-    }
-    fn root_cert(&self) -> PathBuf {
-        self.path("root.cert.pem")
-    }
-    fn trusted_root(&self) -> TrustedRoot {
-        TrustedRoot::from_pem(&fs::read_to_string(self.path("root.pub.pem")).unwrap()).unwrap()
-    }
-    /// Builds `name.swu` for slots of `d`, signed by `signer`.
-    fn build(&self, d: &Daemon, name: &str, version: &str, signer: &str, image: &[u8]) -> PathBuf {
-        let rootfs = self.path(&format!("{name}.ext4"));
-        fs::write(&rootfs, image).unwrap();
-        let out = format!("{name}.swu");
-        self.run(&[
-            "build",
-            "--rootfs",
-            rootfs.to_str().unwrap(),
-            "--version",
-            version,
-            "--model",
-            MODEL,
-            "--hw-revision",
-            REV,
-            "--signer",
-            signer,
-            "--slot-a",
-            d.slot_a.to_str().unwrap(),
-            "--slot-b",
-            d.slot_b.to_str().unwrap(),
-            "--rootfs-name",
-            "hearth-image.rootfs.ext4.zst",
-            "--out",
-            &out,
-        ]);
-        self.path(&out)
-    }
-    /// Signs a manifest for `swu` with `key`; extra options appended.
-    fn manifest(&self, swu: &Path, key: &str, extra: &[&str]) -> PathBuf {
-        // A fresh name each time: earlier manifests stay valid test inputs.
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let stem = swu.file_stem().unwrap().to_string_lossy();
-        let out = format!("{stem}.{n}.manifest.json");
-        let mut args = vec![
-            "manifest",
-            "--artifact",
-            swu.to_str().unwrap(),
-            "--key",
-            key,
-            "--keyring",
-            "keyring.json",
-            "--root",
-            "root",
-            "--base-url",
-            "https://updates.example.com/hearth",
-            "--security-version",
-            "2",
-            "--release-notes",
-            "https://example.com/notes",
-            "--out",
-            &out,
-        ];
-        args.extend_from_slice(extra);
-        self.run(&args);
-        self.path(&out)
-    }
-    /// `hearth-release verify` as the device of `facts` at `now`.
-    fn verify(
-        &self,
-        manifest: &Path,
-        swu: &Path,
-        facts: &DeviceFacts,
-        now: Timestamp,
-    ) -> (bool, String) {
-        let (floor, kfloor, max, inst, now) = (
-            facts.security_floor.to_string(),
-            facts.keyring_floor.to_string(),
-            facts.max_artifact_size.to_string(),
-            facts.installed_version.to_string(),
-            now.to_string(),
-        );
-        self.try_run(&[
-            "verify",
-            "--root",
-            "root",
-            "--manifest",
-            manifest.to_str().unwrap(),
-            "--artifact",
-            swu.to_str().unwrap(),
-            "--model",
-            facts.model.as_str(),
-            "--hw-revision",
-            facts.hardware_revision.as_str(),
-            "--installed-version",
-            &inst,
-            "--security-floor",
-            &floor,
-            "--keyring-floor",
-            &kfloor,
-            "--max-artifact-size",
-            &max,
-            "--now",
-            &now,
-        ])
-    }
+/// The vendor's side, made with the built tool: a directory with a root,
+/// a certified signing key and a key ring.
+fn vendor() -> Vendor {
+    Vendor::new(
+        Tool::Binary(env!("CARGO_BIN_EXE_hearth-release").into()),
+        env!("CARGO_TARGET_TMPDIR"),
+    )
 }
 
 fn facts() -> DeviceFacts {
@@ -267,29 +100,12 @@ fn assert_refused(
     d.assert_untouched(case);
 }
 
-/// Rewrites `version = "1.1.0"` in the archive's sw-description to
-/// "1.9.0" and fixes the cpio checksum, leaving the signature as it was.
-fn tamper_sw_description(swu: &[u8]) -> Vec<u8> {
-    let mut out = swu.to_vec();
-    let size = usize::from_str_radix(std::str::from_utf8(&out[54..62]).unwrap(), 16).unwrap();
-    let data = 128..128 + size; // 110-byte header + "sw-description\0" + padding
-    let text = String::from_utf8(out[data.clone()].to_vec()).unwrap();
-    let forged = text.replacen("version = \"1.1.0\"", "version = \"1.9.0\"", 1);
-    assert_ne!(text, forged);
-    out[data.clone()].copy_from_slice(forged.as_bytes());
-    let sum = out[data]
-        .iter()
-        .fold(0u32, |a, &b| a.wrapping_add(u32::from(b)));
-    out[102..110].copy_from_slice(format!("{sum:08x}").as_bytes());
-    out
-}
-
 #[test]
 fn keygen_certify_build_verify_then_install_writes_the_image_into_slot_b() {
-    let v = Vendor::new();
-    let d = swupdate_daemon::start(&v.root_cert(), MODEL, REV, IMAGE_SIZE);
+    let v = vendor();
+    let d = v.swupdate();
     let img = image(1);
-    let swu = v.build(&d, "good", "1.1.0", "signer", &img);
+    let swu = v.build(&d, "good", "1.1.0", &["signer"], &img);
     let manifest = v.manifest(&swu, "signer", &[]);
     let (ok, stderr) = v.verify(&manifest, &swu, &facts(), Timestamp::now());
     assert!(ok, "{stderr}");
@@ -314,7 +130,7 @@ fn keygen_certify_build_verify_then_install_writes_the_image_into_slot_b() {
         fs::read(&d.slot_a)
             .unwrap()
             .iter()
-            .all(|&b| b == swupdate_daemon::SLOT_FILL)
+            .all(|&b| b == swupdate_testkit::SLOT_FILL)
     );
     // The template's bootenv armed one trial boot of slot B.
     assert_eq!(d.grubenv_var("hearth_slot").as_deref(), Some("B"));
@@ -342,11 +158,11 @@ fn keygen_certify_build_verify_then_install_writes_the_image_into_slot_b() {
 
 #[test]
 fn every_tampering_case_is_refused_and_the_slots_stay_untouched() {
-    let v = Vendor::new();
-    let d = swupdate_daemon::start(&v.root_cert(), MODEL, REV, IMAGE_SIZE);
+    let v = vendor();
+    let d = v.swupdate();
     let now = Timestamp::now();
     let img = image(2);
-    let swu = v.build(&d, "good", "1.1.0", "signer", &img);
+    let swu = v.build(&d, "good", "1.1.0", &["signer"], &img);
     let manifest = v.manifest(&swu, "signer", &[]);
     let good = fs::read(&swu).unwrap();
 
@@ -393,24 +209,8 @@ fn every_tampering_case_is_refused_and_the_slots_stay_untouched() {
     d.assert_untouched("tampered sw-description straight to swupdate");
 
     // A wrong signer: a complete chain under another root.
-    let rogue = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    for args in [
-        &["keygen", "--role", "root", "--out", "root"][..],
-        &["keygen", "--role", "signing", "--out", "signer"],
-        &[
-            "certify",
-            "--root",
-            "root",
-            "--key",
-            "signer",
-            "--keyring",
-            "keyring.json",
-        ],
-    ] {
-        tool_ok(rogue.path(), args);
-    }
-    let rogue_vendor = Vendor { dir: rogue };
-    let rogue_swu = rogue_vendor.build(&d, "rogue", "1.1.0", "signer", &image(3));
+    let rogue_vendor = vendor();
+    let rogue_swu = rogue_vendor.build(&d, "rogue", "1.1.0", &["signer"], &image(3));
     let rogue_manifest = rogue_vendor.manifest(&rogue_swu, "signer", &[]);
     assert_refused(
         "wrong signer",
@@ -446,7 +246,7 @@ fn every_tampering_case_is_refused_and_the_slots_stay_untouched() {
     );
 
     // An older version.
-    let old_swu = v.build(&d, "old", "0.9.0", "signer", &image(4));
+    let old_swu = v.build(&d, "old", "0.9.0", &["signer"], &image(4));
     let old_manifest = v.manifest(&old_swu, "signer", &[]);
     assert_refused(
         "older version",
@@ -501,17 +301,7 @@ fn every_tampering_case_is_refused_and_the_slots_stay_untouched() {
     );
 
     // A revoked key: rotate it out, then try the old key both ways.
-    v.run(&[
-        "rotate",
-        "--root",
-        "root",
-        "--keyring",
-        "keyring.json",
-        "--old",
-        "signer",
-        "--new",
-        "signer2",
-    ]);
+    v.rotate("signer", "signer2", None);
     let mut seen_v2 = facts();
     seen_v2.keyring_floor = 2;
     // (a) a release signed before the rotation, carrying key ring v1.
@@ -526,15 +316,9 @@ fn every_tampering_case_is_refused_and_the_slots_stay_untouched() {
         "older than version 2",
     );
     // (b) the thief attaches the new key ring: the key is not in it.
-    let v2 = SignedKeyring::from_json(&fs::read(v.path("keyring.json")).unwrap()).unwrap();
-    let stolen =
-        SigningKey::from_pkcs8_pem(&fs::read_to_string(v.path("signer.key.pem")).unwrap()).unwrap();
-    let mut m = SignedManifest::from_json(&fs::read(&manifest).unwrap())
-        .unwrap()
-        .manifest;
-    m.issued = now;
     let forged = v.path("forged.manifest.json");
-    fs::write(&forged, m.sign(&stolen, v2).unwrap().to_json()).unwrap();
+    let json = v.forge_with_stolen_key(&fs::read(&manifest).unwrap(), "signer", now);
+    fs::write(&forged, json).unwrap();
     assert_refused(
         "revoked key, new key ring",
         &v,
@@ -546,25 +330,7 @@ fn every_tampering_case_is_refused_and_the_slots_stay_untouched() {
         "does not certify",
     );
     // The tool itself will not sign with it any more.
-    let (ok, stderr) = v.try_run(&[
-        "manifest",
-        "--artifact",
-        swu.to_str().unwrap(),
-        "--key",
-        "signer",
-        "--keyring",
-        "keyring.json",
-        "--root",
-        "root",
-        "--base-url",
-        "https://updates.example.com/hearth",
-        "--security-version",
-        "2",
-        "--release-notes",
-        "https://example.com/notes",
-        "--out",
-        "x.json",
-    ]);
+    let (ok, stderr) = v.try_manifest(&swu, "signer", &[], &v.path("x.json"));
     assert!(!ok && stderr.contains("does not certify key"), "{stderr}");
     assert!(matches!(
         update_manifest::verify(
@@ -579,21 +345,9 @@ fn every_tampering_case_is_refused_and_the_slots_stay_untouched() {
 
 #[test]
 fn after_rotation_a_release_signed_with_the_new_key_installs() {
-    let v = Vendor::new();
-    let d = swupdate_daemon::start(&v.root_cert(), MODEL, REV, IMAGE_SIZE);
-    v.run(&[
-        "rotate",
-        "--root",
-        "root",
-        "--keyring",
-        "keyring.json",
-        "--old",
-        "signer",
-        "--new",
-        "signer2",
-        "--overlap-days",
-        "7",
-    ]);
+    let v = vendor();
+    let d = v.swupdate();
+    v.rotate("signer", "signer2", Some("7"));
     let kr = SignedKeyring::from_json(&fs::read(v.path("keyring.json")).unwrap()).unwrap();
     assert_eq!(kr.keyring.version, 2);
     assert_eq!(
@@ -604,30 +358,7 @@ fn after_rotation_a_release_signed_with_the_new_key_installs() {
 
     // During the overlap, the .swu carries both CMS signatures.
     let img = image(5);
-    let rootfs = v.path("new.ext4");
-    fs::write(&rootfs, &img).unwrap();
-    v.run(&[
-        "build",
-        "--rootfs",
-        rootfs.to_str().unwrap(),
-        "--version",
-        "1.2.0",
-        "--model",
-        MODEL,
-        "--hw-revision",
-        REV,
-        "--signer",
-        "signer2",
-        "--signer",
-        "signer",
-        "--slot-a",
-        d.slot_a.to_str().unwrap(),
-        "--slot-b",
-        d.slot_b.to_str().unwrap(),
-        "--out",
-        "new.swu",
-    ]);
-    let swu = v.path("new.swu");
+    let swu = v.build(&d, "new", "1.2.0", &["signer2", "signer"], &img);
     let manifest = v.manifest(&swu, "signer2", &[]);
     let mut device = facts();
     device.keyring_floor = 2;
@@ -659,9 +390,9 @@ fn a_corrupted_image_streamed_past_the_manifest_check_is_refused_by_swupdate_but
     // Documents why the device must check the artifact before streaming
     // (or accept a clobbered inactive slot): with installed-directly,
     // SWUpdate writes while it hashes. The boot environment is not armed.
-    let v = Vendor::new();
-    let d = swupdate_daemon::start(&v.root_cert(), MODEL, REV, IMAGE_SIZE);
-    let swu = v.build(&d, "good", "1.1.0", "signer", &image(6));
+    let v = vendor();
+    let d = v.swupdate();
+    let swu = v.build(&d, "good", "1.1.0", &["signer"], &image(6));
     let mut bytes = fs::read(&swu).unwrap();
     let at = bytes.len() - 1000;
     bytes[at] ^= 0x01;
@@ -686,7 +417,7 @@ fn a_swu_signed_by_signers_under_two_roots_passes_swupdate_trusting_either() {
     // Multi-signer CMS: the Debian build skips unknown signers
     // (CONFIG_CMS_SKIP_UNKNOWN_SIGNERS), so a .swu can serve devices that
     // trust the old root and devices that trust the new one.
-    let (a, b) = (Vendor::new(), Vendor::new());
+    let (a, b) = (vendor(), vendor());
     let rootfs = a.path("rootfs");
     fs::write(&rootfs, image(7)).unwrap();
     let b_signer = b.path("signer");
@@ -726,6 +457,6 @@ fn a_swu_signed_by_signers_under_two_roots_passes_swupdate_trusting_either() {
         );
     }
     // A third root trusts neither signer.
-    let c = Vendor::new();
+    let c = vendor();
     assert!(!check(&c.root_cert()).status.success());
 }
