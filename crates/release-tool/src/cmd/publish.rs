@@ -94,14 +94,15 @@ pub fn run(manifest: &Path, artifact: &Path, out: &Path) -> Result<Vec<PathBuf>,
 
     fs::create_dir_all(&version_dir).map_err(Error::io(&version_dir))?;
     if target.exists() {
+        // Any mismatch (length or digest) means the published bytes differ.
         let mut again = ArtifactChecker::new(m.artifact.sha256, m.artifact.size);
-        copy_checked(&target, None, &mut again)?;
-        again.finish().map_err(|_| {
-            Error::Msg(format!(
+        let same = copy_checked(&target, None, &mut again).is_ok() && again.finish().is_ok();
+        if !same {
+            return Err(Error::Msg(format!(
                 "{} already holds a different artifact; a published version is immutable, release a new version",
                 target.display()
-            ))
-        })?;
+            )));
+        }
     } else {
         let tmp = tmp_name(&target);
         let mut check = ArtifactChecker::new(m.artifact.sha256, m.artifact.size);
