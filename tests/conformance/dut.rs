@@ -147,9 +147,29 @@ pub fn exchange(method: &str, path: &str, answer: &Result<Response, String>) -> 
             format!(
                 "> {method} {path}\n< {}\n< {}",
                 picked.join("\n< "),
-                crate::report::excerpt(r.body.trim(), 300)
+                crate::report::excerpt(&redact_csrf(r.body.trim()), 300)
             )
         }
         Err(e) => format!("> {method} {path}\n< error: {e}"),
     }
+}
+
+/// A CSRF token is half of a live session: keep it out of the report.
+fn redact_csrf(body: &str) -> String {
+    match body.split_once("\"csrf_token\":\"") {
+        Some((head, rest)) => {
+            let tail = rest.split_once('"').map_or("", |(_, t)| t);
+            format!("{head}\"csrf_token\":\"<redacted>\"{tail}")
+        }
+        None => body.to_owned(),
+    }
+}
+
+#[test]
+fn csrf_tokens_are_redacted() {
+    assert_eq!(
+        redact_csrf(r#"{"csrf_token":"abc123"}"#),
+        r#"{"csrf_token":"<redacted>"}"#
+    );
+    assert_eq!(redact_csrf(r#"{"changed":true}"#), r#"{"changed":true}"#);
 }

@@ -886,3 +886,18 @@ pub fn case_5_3_16(dut: &Dut) -> Case {
     );
     case
 }
+
+#[test]
+fn setup_code_helpers() {
+    const A: &str = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+    let run = |s: &str| longest_sequential_run(&s.chars().collect::<Vec<_>>(), A);
+    assert_eq!(run("K7QM3XPR9D"), 1);
+    assert_eq!(run("K7QM3XPA9D"), 2); // "A9" runs down
+    assert_eq!(run("ABCDE7QM3X"), 5);
+    assert_eq!(run("ZYXW7QM3XP"), 4);
+    assert_eq!(mask("K7QM-3XPA-9D"), "K7**-****-**");
+    assert_eq!(
+        redact_cookie("set-cookie: __Host-hearth_session=secret; HttpOnly; Secure"),
+        "set-cookie: __Host-hearth_session=<redacted>; HttpOnly; Secure"
+    );
+}
