@@ -193,15 +193,7 @@ impl Daemon {
 /// A deterministic pseudo-random image (no RNG dependency): every byte
 /// differs from the slot fill often enough to catch partial writes.
 pub fn test_image(seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..SLOT_SIZE)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 24) as u8
-        })
-        .collect()
+    swupdate_testkit::image(seed, SLOT_SIZE)
 }
 
 /// Position of the first copy of `needle` in `haystack`.
