@@ -37,7 +37,9 @@ pub struct CredentialsConfig {
     /// single-factor login); a vendor may lower it, never below 8.
     pub password_min_length: usize,
     /// A setup code written by the production line, so it can be printed on
-    /// the label. Read once, at first boot; without it a code is generated.
+    /// the label. Read at first boot, stored as a hash, then deleted (put it
+    /// where hearthd may delete it, e.g. in `data_dir`). Without it, or
+    /// after a factory reset, a code is generated and shown on the console.
     pub factory_setup_code: Option<PathBuf>,
 }
 

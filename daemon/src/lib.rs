@@ -89,6 +89,13 @@ pub fn run(layers: &[Layer]) -> Result<(), Error> {
     if store.is_new() {
         store.commit()?;
         tracing::info!(dir = %config.data_dir.display(), "set up a new state store: the device is factory-new");
+        // The code is stored only as a hash now; its clear copy must go.
+        if let Some(path) = &config.credentials.factory_setup_code
+            && let Err(error) = std::fs::remove_file(path)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::error!(path = %path.display(), %error, "remove the production line's setup code file: it holds the code in clear");
+        }
     }
     let tls = identity.server_config().map_err(IdentityError::from)?;
     let store = Arc::new(store);

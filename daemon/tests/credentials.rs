@@ -328,3 +328,29 @@ fn a_factory_reset_brings_back_setup_with_a_new_code_and_certificate() {
     );
     assert_eq!(claim(after.addr, &new_code).status, 201);
 }
+
+#[test]
+fn the_production_lines_setup_code_claims_the_device_and_its_clear_copy_is_deleted() {
+    let dir = tempfile::tempdir().expect("temp");
+    let code_file = dir.path().join("factory-setup-code");
+    std::fs::write(&code_file, "K7QM-3XPA-9D\n").expect("write the label's code");
+    let daemon = Daemon::with_override(&format!(
+        "[credentials]\nfactory_setup_code = \"{}\"\n",
+        code_file.display()
+    ));
+    let ready = daemon.ready();
+    assert_eq!(
+        ready.setup_code.as_deref(),
+        Some("K7QM-3XPA-9D"),
+        "the console shows the label's code"
+    );
+    assert!(
+        !code_file.exists(),
+        "the clear copy is deleted once its hash is stored"
+    );
+    assert_eq!(
+        claim(ready.addr, "k7qm 3xpa 9d").status,
+        201,
+        "case and separators do not matter"
+    );
+}
