@@ -10,7 +10,11 @@ LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda
 # The same files qemu/ installs (qemu/layer-files lists where).
 SRC_URI = "file://20-hearth-wired.network"
 
-inherit allarch
+inherit allarch features_check
+
+# systemd-networkd configuration: useless, and unbuildable, without systemd
+# (yocto-check-layer's world build with poky's sysvinit found the RDEPENDS).
+REQUIRED_DISTRO_FEATURES = "systemd"
 
 S = "${UNPACKDIR}"
 
