@@ -127,6 +127,9 @@ impl Identity {
                 PrivateKeyDer::Pkcs8(self.key.clone_key()),
             )?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // Our order (AES-GCM and ChaCha20, strongest first) wins over the
+        // client's, as TLS scanners expect of a server.
+        config.ignore_client_order = true;
         Ok(Arc::new(config))
     }
 }
