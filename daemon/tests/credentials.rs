@@ -23,19 +23,7 @@ fn setup_body(code: &str, password: &str) -> String {
 
 /// Claims the device, waiting out the throttle if earlier tests tripped it.
 fn claim(addr: SocketAddr, code: &str) -> Response {
-    loop {
-        let response = post(addr, "/api/setup", &[], &setup_body(code, PASSWORD));
-        if response.status != 429 {
-            return response;
-        }
-        let wait: u64 = response
-            .headers
-            .lines()
-            .find_map(|l| l.strip_prefix("retry-after: "))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("Retry-After on 429");
-        std::thread::sleep(Duration::from_secs(wait));
-    }
+    support::claim(addr, code, PASSWORD)
 }
 
 #[test]

@@ -207,3 +207,23 @@ pub fn https(
     system_tests::https::request(addr, method, path, headers, body)
         .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
+
+/// Claims the device with `code` and `password`, waiting out the throttle
+/// (earlier wrong attempts in the same test may have engaged it).
+pub fn claim(addr: SocketAddr, code: &str, password: &str) -> Response {
+    let body = serde_json::json!({ "setup_code": code, "password": password, "password_confirm": password })
+        .to_string();
+    loop {
+        let response = https(addr, "POST", "/api/setup", &[], Some(&body));
+        if response.status != 429 {
+            return response;
+        }
+        let wait: u64 = response
+            .headers
+            .lines()
+            .find_map(|l| l.strip_prefix("retry-after: "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("Retry-After on 429");
+        std::thread::sleep(Duration::from_secs(wait));
+    }
+}
