@@ -8,7 +8,8 @@ use time::Date;
 use crate::support::SupportState;
 use crate::vendor::VendorFile;
 
-fn h(s: &str) -> String {
+/// Escapes text for HTML; control characters become spaces.
+pub(crate) fn h(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
         match ch {

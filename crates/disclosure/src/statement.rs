@@ -5,6 +5,7 @@
 //! checks it against the legislation before signing.
 
 use crate::dates::long_date;
+use crate::security_page::h;
 use crate::vendor::VendorFile;
 
 /// The facts that come from the build, not from the vendor file.
@@ -177,22 +178,6 @@ fn markdown(c: &Content) -> String {
     md_table(&mut o, &c.signature);
     o.push_str(&format!("---\n\n{}\n", md(&c.note)));
     o
-}
-
-fn h(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn html_table(out: &mut String, caption: &str, rows: &[Row]) {
