@@ -1,8 +1,8 @@
 //! The PSTI statement of compliance (UK SI 2023/1007, Schedule 4), as
 //! Markdown and as a self-contained HTML page, from the vendor file and the
 //! build. The wording was written from a secondary summary of Schedule 4 (see
-//! /work/shared/notes/standards.md §3 and docs/disclosure.md): the vendor
-//! checks it against the legislation before signing.
+//! docs/disclosure.md): the vendor checks it against the legislation before
+//! signing.
 
 use crate::dates::long_date;
 use crate::security_page::h;
