@@ -268,13 +268,19 @@ impl Access {
             .map_err(AccessError::Session)
     }
 
-    fn broken(&self) -> AccessError {
+    /// What the owner must do when the credentials cannot be read.
+    pub fn broken_advice(&self) -> Option<String> {
         match lock(&self.credentials).state() {
-            credentials::claim::CredentialState::Broken { reason } => {
-                AccessError::Broken(reason.advice())
-            }
-            _ => AccessError::Internal("credential state changed".into()),
+            credentials::claim::CredentialState::Broken { reason } => Some(reason.advice()),
+            _ => None,
         }
+    }
+
+    fn broken(&self) -> AccessError {
+        self.broken_advice().map_or_else(
+            || AccessError::Internal("credential state changed".into()),
+            AccessError::Broken,
+        )
     }
 
     /// Runs a credential change under the throttle, on the blocking pool

@@ -324,10 +324,7 @@ async fn api_not_found() -> Response {
 
 async fn api_state(State(state): Shared) -> Json<serde_json::Value> {
     let status = state.access.status();
-    let broken = match state.access.session(None, None) {
-        Err(AccessError::Broken(advice)) => Some(advice),
-        _ => None,
-    };
+    let broken = state.access.broken_advice();
     Json(json!({
         "status": status,
         "password_min_length": state.access.password_min_length(),
