@@ -174,7 +174,7 @@ fn keygen_certify_build_manifest_then_hearthd_installs_into_slot_b_and_confirms(
     );
     // The template's bootenv armed one trial boot of slot B.
     assert_eq!(d.grubenv_var("hearth_slot").as_deref(), Some("B"));
-    assert_eq!(d.grubenv_var("upgrade_available").as_deref(), Some("1"));
+    assert_eq!(d.grubenv_var("ustate").as_deref(), Some("1"));
     assert_eq!(d.grubenv_var("bootcount").as_deref(), Some("0"));
 
     // Nothing is persisted at install time; after the new slot is

@@ -312,7 +312,7 @@ mod tests {
         assert!(text.contains("installed-directly = true;"));
         assert!(text.contains("compressed = \"zstd\";"));
         assert_eq!(
-            text.matches("{ name = \"upgrade_available\"; value = \"1\"; }")
+            text.matches("{ name = \"ustate\"; value = \"1\"; }")
                 .count(),
             2
         );

@@ -408,13 +408,13 @@ impl Daemon {
 
     /// The boot environment does not switch slots: no `hearth_slot`
     /// (the Hearth template), no `rootpart` (the swupdate-rs test
-    /// template), no `upgrade_available=1`.
+    /// template), no `ustate=1` (a slot on trial).
     pub fn assert_not_armed(&self, case: &str) {
         for key in ["hearth_slot", "rootpart"] {
             assert_eq!(self.grubenv_var(key), None, "{case}: boot env was armed");
         }
         assert_ne!(
-            self.grubenv_var("upgrade_available").as_deref(),
+            self.grubenv_var("ustate").as_deref(),
             Some("1"),
             "{case}: boot env was armed"
         );

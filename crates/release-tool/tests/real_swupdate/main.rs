@@ -134,7 +134,7 @@ fn keygen_certify_build_verify_then_install_writes_the_image_into_slot_b() {
     );
     // The template's bootenv armed one trial boot of slot B.
     assert_eq!(d.grubenv_var("hearth_slot").as_deref(), Some("B"));
-    assert_eq!(d.grubenv_var("upgrade_available").as_deref(), Some("1"));
+    assert_eq!(d.grubenv_var("ustate").as_deref(), Some("1"));
     assert_eq!(d.grubenv_var("bootcount").as_deref(), Some("0"));
 
     // publish lays it out for a static server; the served bytes verify.
