@@ -117,7 +117,7 @@ function renderDashboard(data) {
   show('firmware-version', data.firmware_version);
   show('support-end', data.support.end_date + ' (' + data.support.headline + ')');
   showContact(data.disclosure.contact);
-  show('update-status', data.update.message);
+  renderUpdate(data.update);
   const notice = document.getElementById('support-notice');
   notice.hidden = data.support.state === 'inside';
   notice.textContent = data.support.sentence;
@@ -127,6 +127,41 @@ function renderDashboard(data) {
   toggle.textContent = data.plug.on ? 'Switch off' : 'Switch on';
   toggle.dataset.on = String(data.plug.on);
   toggle.disabled = false;
+}
+
+// The update card: state sentence, progress bar while downloading and
+// installing, the reboot notice (EN 303 645 5.3-12), release notes and
+// whether it is a security fix (5.3-11).
+function renderUpdate(update) {
+  show('update-status', update.message);
+  const busy = update.state === 'downloading';
+  document.getElementById('update-progress-row').hidden = !busy;
+  if (busy) {
+    const percent = update.progress || 0;
+    document.getElementById('update-progress').value = percent;
+    show('update-percent', percent + ' %');
+  }
+  const reboot = document.getElementById('update-reboot');
+  reboot.hidden = !['waiting-to-reboot', 'rebooting'].includes(update.state);
+  reboot.textContent = update.state === 'rebooting'
+    ? 'The device is about to restart to finish the update (at ' + update.until + ' UTC). It will be back in a few minutes.'
+    : 'The device will restart at ' + (update.until || '') + ' UTC to finish the update.';
+  const release = update.release;
+  document.getElementById('update-release').hidden = !release;
+  if (release) {
+    show('update-kind', (release.security ? 'Security update ' : 'Update ') + release.version + '.');
+    const notes = document.getElementById('update-notes');
+    if (/^https:/.test(release.release_notes || '')) notes.href = release.release_notes; else notes.hidden = true;
+  }
+  document.getElementById('update-actions').hidden = update.state !== 'available';
+  const last = document.getElementById('update-last');
+  last.hidden = !update.last_result;
+  if (update.last_result) last.textContent = 'Last update: ' + update.last_result.detail + ' (' + update.last_result.time + ').';
+}
+
+async function refreshDashboard() {
+  const { status, data } = await api('GET', '/api/dashboard');
+  if (status === 200) renderDashboard(data);
 }
 
 async function dashboardPage() {
@@ -139,8 +174,21 @@ async function dashboardPage() {
     const { data: fresh } = await api('GET', '/api/dashboard');
     renderDashboard(fresh);
   });
+  document.getElementById('update-install').addEventListener('click', async () => {
+    const { data: reply } = await api('POST', '/api/update/install', {});
+    show('update-result', reply.message || errorText(reply));
+    refreshDashboard();
+  });
+  document.getElementById('update-postpone').addEventListener('click', async () => {
+    const days = Number(document.getElementById('update-postpone-days').value);
+    const { data: reply } = await api('POST', '/api/update/postpone', { days });
+    show('update-result', reply.message || errorText(reply));
+    refreshDashboard();
+  });
   const { data } = await api('GET', '/api/dashboard');
   renderDashboard(data);
+  // Progress and the reboot notice change on their own.
+  setInterval(refreshDashboard, 2000);
 }
 
 async function settingsPage() {
@@ -161,8 +209,12 @@ async function settingsPage() {
 
   document.getElementById('updates-form').addEventListener('submit', async (event) => {
     event.preventDefault();
+    const start = document.getElementById('window-start').value;
+    const end = document.getElementById('window-end').value;
+    const window = start === '' && end === '' ? null : { start_hour: Number(start), end_hour: Number(end) };
     const { status, data } = await api('PUT', '/api/settings', {
       automatic_updates: document.getElementById('automatic-updates').checked,
+      maintenance_window: window,
     });
     show('updates-result', status === 200 ? 'Saved.' : errorText(data));
   });
@@ -171,6 +223,10 @@ async function settingsPage() {
   for (const span of document.querySelectorAll('.min-length')) span.textContent = state.password_min_length;
   const { data: settings } = await api('GET', '/api/settings');
   document.getElementById('automatic-updates').checked = settings.automatic_updates;
+  if (settings.maintenance_window) {
+    document.getElementById('window-start').value = settings.maintenance_window.start_hour;
+    document.getElementById('window-end').value = settings.maintenance_window.end_hour;
+  }
   // Saving before the current setting is shown would save the page's default.
   document.getElementById('save-updates').disabled = false;
 }

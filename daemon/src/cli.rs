@@ -21,7 +21,8 @@ Commands:
 Options:
   --config FILE  read FILE as a configuration layer; repeat to stack layers,
                  later ones overriding earlier ones. Without it hearthd reads
-                 /usr/lib/hearth/hearth.toml, then /etc/hearth/hearth.toml.
+                 /usr/lib/hearth/hearth.toml, then /etc/hearth/hearth.toml,
+                 then /data/factory/hearth.toml.
   -h, --help     show this help
 
 Environment:

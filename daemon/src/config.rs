@@ -13,7 +13,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// The layers read when no `--config` is given, in order.
-pub const SYSTEM_LAYERS: [&str; 2] = ["/usr/lib/hearth/hearth.toml", "/etc/hearth/hearth.toml"];
+pub const SYSTEM_LAYERS: [&str; 3] = [
+    "/usr/lib/hearth/hearth.toml",
+    "/etc/hearth/hearth.toml",
+    // Per-device values from the production line (device id, certificate
+    // paths), on the persistent partition.
+    "/data/factory/hearth.toml",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +34,9 @@ pub struct Config {
     /// The MQTT link to the vendor's fleet service; absent means no MQTT.
     #[serde(default)]
     pub fleet: Option<crate::fleet::FleetConfig>,
+    /// Automatic updates; absent means this device does not update itself.
+    #[serde(default)]
+    pub update: Option<crate::update::UpdateConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,16 +78,14 @@ pub struct Layer {
 impl Layer {
     /// The system layers: the shipped defaults must exist, overrides need not.
     pub fn system() -> Vec<Layer> {
-        vec![
-            Layer {
-                path: SYSTEM_LAYERS[0].into(),
-                required: true,
-            },
-            Layer {
-                path: SYSTEM_LAYERS[1].into(),
-                required: false,
-            },
-        ]
+        SYSTEM_LAYERS
+            .iter()
+            .enumerate()
+            .map(|(i, path)| Layer {
+                path: path.into(),
+                required: i == 0,
+            })
+            .collect()
     }
 
     /// A layer named on the command line must exist.
@@ -178,6 +185,11 @@ impl Config {
             && let Err((key, message)) = fleet.check()
         {
             return Err(fail(&format!("fleet.{key}"), &message));
+        }
+        if let Some(update) = &self.update
+            && let Err((key, message)) = update.check()
+        {
+            return Err(fail(&format!("update.{key}"), &message));
         }
         if self.web.listen.is_empty() {
             return Err(fail(

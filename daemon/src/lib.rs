@@ -99,12 +99,38 @@ pub fn run(layers: &[Layer]) -> Result<(), Error> {
     }
     let tls = identity.server_config().map_err(IdentityError::from)?;
     let store = Arc::new(store);
+    let firmware_version = match &config.update {
+        Some(update) => update::running_version(&update.os_release_file),
+        None => FIRMWARE_VERSION.to_owned(),
+    };
+    let settings = settings::open(store.clone());
+    let automatic = settings.get().automatic_updates;
+    let (updates, update_inbox) = match &config.update {
+        Some(_) => {
+            let (handle, inbox) = update::agent::channel(firmware_version.clone(), automatic);
+            (Some(handle), Some(inbox))
+        }
+        None => (None, None),
+    };
+    // A damaged update record stops updates (falling back to floor 0
+    // would accept old releases again), not the rest of the device.
+    let records = firmware_version
+        .parse()
+        .map_err(|e| format!("the running version {firmware_version:?} is not usable: {e}"))
+        .and_then(|running| {
+            update::UpdateRecords::open(store.clone(), running)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        });
     let state = Arc::new(web::AppState {
-        firmware_version: FIRMWARE_VERSION,
+        firmware_version,
         access: access::Access::new(store.clone(), credentials, policy),
         plug: plug::Plug::open(store.clone()),
-        settings: settings::open(store),
+        settings,
         vendor,
+        updates,
+        fleet_enabled: config.fleet.is_some(),
+        data_dir: config.data_dir.clone(),
     });
     banner(&state, first_boot.as_ref());
 
@@ -132,6 +158,27 @@ pub fn run(layers: &[Layer]) -> Result<(), Error> {
             .fleet
             .clone()
             .map(|f| tokio::spawn(fleet::run(f, state.clone(), shutdown.clone())));
+        let agent = match (config.update.clone(), update_inbox, records) {
+            (Some(update), Some(inbox), records) => {
+                // The device's id places it in the rollout waves: the fleet
+                // id when there is one, else its TLS identity.
+                let device_id = config
+                    .fleet
+                    .as_ref()
+                    .map(|f| f.device_id.clone())
+                    .unwrap_or_else(|| identity.fingerprint().to_string());
+                Some(tokio::spawn(update::agent::run(
+                    update,
+                    inbox,
+                    state.clone(),
+                    store.clone(),
+                    records,
+                    device_id,
+                    shutdown.clone(),
+                )))
+            }
+            _ => None,
+        };
         let app = web::router(state);
         let servers: Vec<_> = bound
             .into_iter()
@@ -159,6 +206,9 @@ pub fn run(layers: &[Layer]) -> Result<(), Error> {
         }
         if let Some(fleet) = fleet {
             let _ = fleet.await;
+        }
+        if let Some(agent) = agent {
+            let _ = agent.await;
         }
         service::stopping();
         Ok(())

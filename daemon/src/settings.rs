@@ -12,12 +12,16 @@ use crate::persist::{Cached, Store};
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub automatic_updates: bool,
+    /// When the device may restart to finish an update (UTC hours);
+    /// `None`: at once. Security updates wait at most the vendor's limit.
+    pub maintenance_window: Option<crate::update::policy::Window>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             automatic_updates: true,
+            maintenance_window: None,
         }
     }
 }

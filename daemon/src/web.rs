@@ -43,11 +43,18 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the pages and the API read.
 #[derive(Debug)]
 pub struct AppState {
-    pub firmware_version: &'static str,
+    /// The running firmware (the image's `IMAGE_VERSION`).
+    pub firmware_version: String,
     pub access: Access,
     pub vendor: VendorFile,
     pub plug: Plug,
     pub settings: SettingsStore,
+    /// The update agent; `None` without an `[update]` section.
+    pub updates: Option<crate::update::Updates>,
+    /// Whether the device has an MQTT link (`[fleet]`).
+    pub fleet_enabled: bool,
+    /// The state store's directory (the health check looks at it).
+    pub data_dir: std::path::PathBuf,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -63,6 +70,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/plug", put(api_plug))
         .route("/password", post(api_password))
         .route("/settings", get(api_settings).put(api_put_settings))
+        .route("/update", get(api_update))
+        .route("/update/install", post(api_update_install))
+        .route("/update/postpone", post(api_update_postpone))
         .fallback(api_not_found);
     Router::new()
         .route("/", get(dashboard_page))
@@ -120,7 +130,7 @@ async fn login_page(State(state): Shared) -> Response {
 
 async fn security_page(State(state): Shared) -> Html<String> {
     let section =
-        disclosure::security_page::html_section(&state.vendor, state.firmware_version, today());
+        disclosure::security_page::html_section(&state.vendor, &state.firmware_version, today());
     Html(include_str!("../../web-ui/security.html").replace("<!--SECURITY-SECTION-->", &section))
 }
 
@@ -411,11 +421,7 @@ async fn api_dashboard(State(state): Shared, _owner: Owner) -> Json<serde_json::
     let vendor = &state.vendor;
     let support = vendor.support_status(today());
     let settings = state.settings.get();
-    let update_message = if settings.automatic_updates {
-        "Automatic updates are on. The update service is not part of this firmware yet."
-    } else {
-        "Automatic updates are off. The update service is not part of this firmware yet."
-    };
+    let update = update_json(&state);
     Json(json!({
         "product": product_json(vendor),
         "firmware_version": state.firmware_version,
@@ -429,7 +435,8 @@ async fn api_dashboard(State(state): Shared, _owner: Owner) -> Json<serde_json::
             "contact": vendor.disclosure.contacts.first(),
             "policy_url": vendor.disclosure.policy_url,
         },
-        "update": { "automatic": settings.automatic_updates, "message": update_message },
+        "update": update,
+        "automatic_updates": settings.automatic_updates,
         "plug": state.plug.state(),
     }))
 }
@@ -479,6 +486,74 @@ async fn api_password(
     Ok(Json(json!({ "changed": true })))
 }
 
+/// The update status with a sentence for the dashboard.
+fn update_json(state: &AppState) -> serde_json::Value {
+    match &state.updates {
+        Some(updates) => {
+            let status = updates.status();
+            let mut value = serde_json::to_value(&status).unwrap_or_default();
+            value["message"] = status.sentence().into();
+            value
+        }
+        None => json!({
+            "state": "unavailable",
+            "automatic": state.settings.get().automatic_updates,
+            "message": "This device is not set up for automatic updates (no [update] configuration).",
+        }),
+    }
+}
+
+async fn api_update(State(state): Shared, _owner: Owner) -> Json<serde_json::Value> {
+    Json(update_json(&state))
+}
+
+/// An update request the agent refused: 409 with its sentence.
+fn update_refused(message: String) -> Response {
+    (
+        StatusCode::CONFLICT,
+        Json(json!({ "error": "update", "message": message })),
+    )
+        .into_response()
+}
+
+fn no_updates() -> Response {
+    update_refused("This device is not set up for automatic updates.".into())
+}
+
+async fn api_update_install(State(state): Shared, _owner: Owner) -> Response {
+    let Some(updates) = &state.updates else {
+        return no_updates();
+    };
+    match updates.install_now().await {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "message": "The update is being installed." })),
+        )
+            .into_response(),
+        Err(message) => update_refused(message),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostponeRequest {
+    days: u32,
+}
+
+async fn api_update_postpone(
+    State(state): Shared,
+    _owner: Owner,
+    Body(request): Body<PostponeRequest>,
+) -> Response {
+    let Some(updates) = &state.updates else {
+        return no_updates();
+    };
+    match updates.postpone(request.days).await {
+        Ok(message) => Json(json!({ "message": message })).into_response(),
+        Err(message) => update_refused(message),
+    }
+}
+
 async fn api_settings(State(state): Shared, _owner: Owner) -> Json<Settings> {
     Json(state.settings.get())
 }
@@ -487,11 +562,26 @@ async fn api_put_settings(
     State(state): Shared,
     _owner: Owner,
     Body(settings): Body<Settings>,
-) -> Result<Json<Settings>, ApiError> {
+) -> Result<Json<Settings>, Response> {
+    if let Some(window) = settings.maintenance_window
+        && !window.is_valid()
+    {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "error": "bad_request",
+                "message": "The maintenance window needs a start and an end hour from 0 to 23, and they must differ.",
+            })),
+        )
+            .into_response());
+    }
     state
         .settings
         .set(settings.clone())
-        .map_err(storage_error)?;
+        .map_err(|e| storage_error(e).into_response())?;
+    if let Some(updates) = &state.updates {
+        updates.settings_changed();
+    }
     Ok(Json(settings))
 }
 

@@ -12,10 +12,7 @@ fn grub_falls_back_to_slot_a_when_the_armed_slot_b_cannot_boot() {
     let esp = disk.read_partition(ESP);
     let env = disk.dir().join("grubenv");
     offline::fat_read(&esp, "::/grub/grubenv", &env);
-    offline::grubenv_set(
-        &env,
-        &["hearth_slot=B", "ustate=1", "bootcount=0"],
-    );
+    offline::grubenv_set(&env, &["hearth_slot=B", "ustate=1", "bootcount=0"]);
     offline::fat_write(&esp, &env, "::/grub/grubenv");
     disk.write_partition(ESP, &esp);
 

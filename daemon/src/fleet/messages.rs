@@ -9,9 +9,11 @@ use super::topics::Topics;
 /// Bumped when a status field changes meaning or disappears.
 pub const STATUS_SCHEMA: u32 = 1;
 
-/// The retained status message. `state` is `"idle"` while connected and no
-/// update runs; the update work adds `"downloading"`, `"installing"` and so
-/// on, and `progress` with them. The last will carries `"offline"`.
+/// The retained status message. `state` is the update agent's state
+/// (`"idle"`, `"available"`, `"downloading"`, `"waiting-to-reboot"`,
+/// `"rebooting"`, `"checking"`, `"failed"`, `"unavailable"`; docs/mqtt.md),
+/// `"idle"` on a device without automatic updates. The last will carries
+/// `"offline"`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     pub schema: u32,
@@ -19,6 +21,9 @@ pub struct Status {
     pub version: String,
     /// Percent of the running update, `null` when none runs.
     pub progress: Option<u8>,
+    /// The update agent's whole status (release, waiting, last result,
+    /// refused versions); `null` without automatic updates.
+    pub update: Option<crate::update::status::UpdateStatus>,
     pub last_error: Option<LastError>,
     /// RFC 3339, UTC, when this status was published.
     pub time: String,

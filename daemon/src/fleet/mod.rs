@@ -383,10 +383,11 @@ fn describe(error: &ConnectionError) -> String {
 }
 
 /// What the device last put in its status, to publish only on change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Published {
     plug_on: bool,
     claimed: bool,
+    update: Option<crate::update::status::UpdateStatus>,
 }
 
 struct Link {
@@ -404,9 +405,17 @@ impl Link {
         match event {
             LinkEvent::Connected => {
                 self.connected = true;
+                if let Some(updates) = &self.state.updates {
+                    updates.fleet_connected(true);
+                }
                 self.on_connect();
             }
-            LinkEvent::Lost | LinkEvent::Disconnected => self.connected = false,
+            LinkEvent::Lost | LinkEvent::Disconnected => {
+                self.connected = false;
+                if let Some(updates) = &self.state.updates {
+                    updates.fleet_connected(false);
+                }
+            }
             LinkEvent::SubAck(ack) => {
                 if ack
                     .return_codes
@@ -434,7 +443,7 @@ impl Link {
             }
         }
         let info = self.state.vendor.device_info(
-            crate::FIRMWARE_VERSION,
+            &self.state.firmware_version,
             time::OffsetDateTime::now_utc().date(),
         );
         self.publish_retained(&self.topics.info.clone(), info.to_json());
@@ -448,13 +457,17 @@ impl Link {
     fn on_publish(&mut self, publish: &Publish) {
         match self.topics.classify(&publish.topic) {
             Incoming::Release => {
-                // The update work verifies the signed manifest and acts on
-                // it; until then its arrival is only recorded.
                 tracing::info!(
                     topic = %publish.topic,
                     bytes = publish.payload.len(),
-                    "release manifest received; not acted on yet (automatic updates are not built)"
+                    "release manifest received"
                 );
+                match &self.state.updates {
+                    Some(updates) => updates.offer(publish.payload.to_vec()),
+                    None => tracing::info!(
+                        "automatic updates are not configured ([update]); the manifest is ignored"
+                    ),
+                }
             }
             Incoming::Command => self.on_command(&publish.payload, publish.retain),
             Incoming::Unexpected => {
@@ -500,6 +513,7 @@ impl Link {
         Published {
             plug_on: self.state.plug.state().on,
             claimed: self.state.access.status() == credentials::claim::Status::Claimed,
+            update: self.state.updates.as_ref().map(|u| u.status()),
         }
     }
 
@@ -515,11 +529,13 @@ impl Link {
         let now = self.current();
         let today = time::OffsetDateTime::now_utc().date();
         let support = self.state.vendor.support_status(today);
+        let update = now.update.clone();
         let status = messages::Status {
             schema: messages::STATUS_SCHEMA,
-            state: "idle",
-            version: crate::FIRMWARE_VERSION.to_owned(),
-            progress: None,
+            state: update.as_ref().map_or("idle", |u| u.state.as_str()),
+            version: self.state.firmware_version.clone(),
+            progress: update.as_ref().and_then(|u| u.progress),
+            update,
             last_error: self.last_error.clone(),
             time: messages::now_rfc3339(),
             claimed: now.claimed,

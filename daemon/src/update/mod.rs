@@ -50,8 +50,13 @@
 //! SWUpdate 2022.12 also leaves `recovery_status=in_progress` or `failed`
 //! in the environment (it cannot be reset over IPC; grub.cfg ignores it).
 
+pub mod agent;
+pub mod config;
+pub mod download;
+pub mod policy;
 mod record;
 mod slot;
+pub mod status;
 
 use std::io::{self, Read, Write};
 
@@ -60,6 +65,8 @@ use update_manifest::{
     ArtifactError, CheckedReader, DeviceFacts, KeyId, Rejection, Timestamp, TrustedRoot, Version,
 };
 
+pub use agent::Updates;
+pub use config::UpdateConfig;
 pub use record::{FloorWouldFall, RECORD_NAME, RecordError, UpdateRecord, UpdateRecords};
 pub use slot::{Selection, Slot, SlotError};
 
@@ -350,4 +357,20 @@ fn reset_update_state(client: &swupdate_rs::Client, before: UpdateState) {
     if let Err(error) = client.set_update_state(state) {
         tracing::warn!(%error, "cannot reset SWUpdate's update state after a failed install");
     }
+}
+
+/// The running firmware version: `IMAGE_VERSION` in the image's os-release
+/// (the image build writes it; it is the version releases are compared
+/// with), or hearthd's own version where there is none (host mode).
+pub fn running_version(os_release: &std::path::Path) -> String {
+    std::fs::read_to_string(os_release)
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let value = line.strip_prefix("IMAGE_VERSION=")?;
+                Some(value.trim().trim_matches(['"', '\'']).to_owned())
+            })
+        })
+        .filter(|v| v.parse::<Version>().is_ok())
+        .unwrap_or_else(|| crate::FIRMWARE_VERSION.to_owned())
 }

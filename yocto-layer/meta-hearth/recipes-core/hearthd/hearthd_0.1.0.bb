@@ -15,6 +15,10 @@ SRC_URI += "\
     file://hearthd.tmpfiles.conf \
     file://hearth-factory-reset.service \
     file://90-hearth-factory-reset.rules \
+    file://hearth-reboot.path \
+    file://hearth-reboot.service \
+    file://hearth-trial-watch.service \
+    file://trial-watch \
 "
 
 inherit systemd useradd
@@ -30,7 +34,9 @@ USERADD_PACKAGES = "${PN}"
 GROUPADD_PARAM:${PN} = "--system hearth; --system swupdate"
 USERADD_PARAM:${PN} = "--system --no-create-home --home-dir /nonexistent --shell /sbin/nologin --gid hearth --groups swupdate --comment 'Hearth device daemon' hearth"
 
-SYSTEMD_SERVICE:${PN} = "hearthd.service"
+# hearth-reboot.path turns hearthd's reboot request into a reboot;
+# hearth-trial-watch falls back when a new slot is not committed in time.
+SYSTEMD_SERVICE:${PN} = "hearthd.service hearth-reboot.path hearth-trial-watch.service"
 SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 
 do_install:append() {
@@ -41,7 +47,13 @@ do_install:append() {
     # Started only by the physical reset control (the udev rule), so not enabled.
     install -D -m 0644 ${UNPACKDIR}/hearth-factory-reset.service ${D}${systemd_system_unitdir}/hearth-factory-reset.service
     install -D -m 0644 ${UNPACKDIR}/90-hearth-factory-reset.rules ${D}${nonarch_base_libdir}/udev/rules.d/90-hearth-factory-reset.rules
+    install -D -m 0644 ${UNPACKDIR}/hearth-reboot.path ${D}${systemd_system_unitdir}/hearth-reboot.path
+    install -D -m 0644 ${UNPACKDIR}/hearth-reboot.service ${D}${systemd_system_unitdir}/hearth-reboot.service
+    install -D -m 0644 ${UNPACKDIR}/hearth-trial-watch.service ${D}${systemd_system_unitdir}/hearth-trial-watch.service
+    sed -i -e 's#@HEARTH_BOOTLOADER@#${HEARTH_BOOTLOADER}#g' ${D}${systemd_system_unitdir}/hearth-trial-watch.service
+    install -D -m 0755 ${UNPACKDIR}/trial-watch ${D}${libexecdir}/hearth/trial-watch
 }
+do_install[vardeps] += "HEARTH_BOOTLOADER"
 
 FILES:${PN} += "\
     ${nonarch_libdir}/hearth/hearth.toml \
@@ -49,7 +61,10 @@ FILES:${PN} += "\
     ${nonarch_libdir}/tmpfiles.d/hearthd.conf \
     ${systemd_system_unitdir}/hearth-factory-reset.service \
     ${nonarch_base_libdir}/udev/rules.d/90-hearth-factory-reset.rules \
+    ${libexecdir}/hearth/trial-watch \
 "
 
 # The vendor file is read at start; hearthd refuses to start without it.
-RDEPENDS:${PN} += "hearth-vendor"
+# trial-watch reads the U-Boot environment with fw_printenv.
+HEARTH_BOOTENV_READER = "${@'libubootenv-bin' if d.getVar('HEARTH_BOOTLOADER') == 'uboot' else ''}"
+RDEPENDS:${PN} += "${HEARTH_BOOTENV_READER} hearth-vendor"
