@@ -12,7 +12,10 @@
 # Usage: broker/dev-pki.sh OUT_DIR CLIENT_CN...
 #   OUT_DIR/ca.crt                        the CA (the devices' fleet.ca_file
 #                                         and the broker's cafile)
-#   OUT_DIR/broker.crt, broker.key        the broker's identity
+#   OUT_DIR/broker.crt, broker.key        the broker's identity (also names
+#                                         10.0.2.100, where a QEMU guest reaches
+#                                         the host through a guestfwd rule; the
+#                                         tests' HTTPS update server uses it too)
 #   OUT_DIR/<cn>.crt, <cn>.key            one client identity per CN; a
 #                                         device's CN is its device id
 set -eu
@@ -58,7 +61,7 @@ sign broker "/O=Hearth development/CN=localhost" \
 "basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost"
+subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost,IP:10.0.2.100"
 
 for cn in "$@"; do
     sign "$cn" "/O=Hearth development/CN=$cn" \

@@ -17,10 +17,13 @@
 //! Environment: `HEARTH_IMAGE` (default `qemu/out/hearth-dev.img`),
 //! `HEARTH_ACCEL` (default `tcg`), `HEARTH_BOOT_TIMEOUT` (seconds, default 600).
 
+pub mod broker;
 mod device;
 mod disk;
 pub mod https;
 pub mod offline;
+pub mod releases;
+pub mod update_server;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -713,7 +713,9 @@ impl Agent {
                 }
                 Ok(Some((bytes, release, now)))
             }
-            Err(Rejection::NotNewer { .. }) => Ok(None),
+            // The release running now (the retained manifest after an
+            // update): nothing to do. An older one is a refused rollback.
+            Err(Rejection::NotNewer { offered, installed }) if offered == installed => Ok(None),
             Err(rejection) => Err(format!("update refused before download: {rejection}")),
         }
     }

@@ -1,0 +1,274 @@
+//! The vendor's side of an update, for the QEMU tests: new versions of the
+//! development image's root file system, made into signed releases with the
+//! real `hearth-release` and the layer's development keys, and published
+//! into a web root for [`crate::update_server::UpdateServer`].
+//!
+//! A "new version" is the image's own `rootfs.ext4` with its os-release
+//! `IMAGE_VERSION` changed (debugfs, no mounting); a broken release also
+//! carries a vendor health hook that fails, so its hearthd refuses to
+//! commit it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::broker::GUEST_HOST;
+
+/// The model and hardware revision of the reference vendor file.
+pub const MODEL: &str = "HRH-1";
+pub const REVISION: &str = "A";
+/// The port at which the guest reaches the update server (a guestfwd rule).
+pub const GUEST_HTTPS_PORT: u16 = 8443;
+
+const DEV_KEYS: &str = "yocto-layer/meta-hearth/files/dev-keys";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A working release.
+    Good,
+    /// Its vendor health hook fails: the device must roll back.
+    FailsHealthCheck,
+}
+
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub version: String,
+    pub manifest: PathBuf,
+    pub swu: PathBuf,
+}
+
+impl Release {
+    pub fn manifest_bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.manifest).expect("manifest")
+    }
+}
+
+#[derive(Debug)]
+pub struct Vendor {
+    dir: tempfile::TempDir,
+    tool: PathBuf,
+    /// The update server's document root.
+    pub web_root: PathBuf,
+}
+
+impl Default for Vendor {
+    fn default() -> Self {
+        Vendor::new()
+    }
+}
+
+impl Vendor {
+    pub fn new() -> Vendor {
+        let dir = tempfile::Builder::new()
+            .prefix("hearth-vendor-")
+            .tempdir()
+            .expect("temporary directory");
+        let web_root = dir.path().join("www");
+        std::fs::create_dir_all(&web_root).expect("web root");
+        Vendor {
+            dir,
+            tool: release_tool(),
+            web_root,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The image's root file system with `IMAGE_VERSION=version`.
+    pub fn rootfs(&self, version: &str, kind: Kind) -> PathBuf {
+        let base = crate::image()
+            .parent()
+            .expect("image directory")
+            .join("rootfs.ext4");
+        let out = self.path(&format!("rootfs-{version}.ext4"));
+        std::fs::copy(&base, &out)
+            .unwrap_or_else(|e| panic!("copy {} (qemu/build-image makes it): {e}", base.display()));
+        let fs = crate::offline::Ext4::file(&out);
+        let os_release = String::from_utf8(fs.read("/usr/lib/os-release").expect("os-release"))
+            .expect("os-release is text");
+        assert!(os_release.contains("IMAGE_VERSION="), "{os_release}");
+        let changed: String = os_release
+            .lines()
+            .map(|line| {
+                if line.starts_with("IMAGE_VERSION=") {
+                    format!("IMAGE_VERSION={version}\n")
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect();
+        replace_file(
+            &out,
+            "/usr/lib/os-release",
+            changed.as_bytes(),
+            &self.path("os-release"),
+        );
+        if kind == Kind::FailsHealthCheck {
+            let old = fs
+                .read("/etc/hearth/hearth.toml")
+                .map(|b| String::from_utf8(b).expect("text"))
+                .unwrap_or_default();
+            assert!(
+                old.contains("[update]"),
+                "the dev image's override has an [update] table: {old}"
+            );
+            let broken = old.replace(
+                "[update]\n",
+                "[update]\n# A deliberately broken release (system test): its health check fails.\nhealth_hook = \"/bin/false\"\n",
+            );
+            replace_file(
+                &out,
+                "/etc/hearth/hearth.toml",
+                broken.as_bytes(),
+                &self.path("hearth.toml"),
+            );
+        }
+        out
+    }
+
+    /// A signed release of the image as `version`, published into the web
+    /// root (`security` picks the urgency).
+    pub fn release(
+        &self,
+        version: &str,
+        kind: Kind,
+        security_version: u32,
+        security: bool,
+    ) -> Release {
+        let rootfs = self.rootfs(version, kind);
+        let swu = self.path(&format!("hearth-{version}.swu"));
+        let keys = crate::repo_root().join(DEV_KEYS);
+        let signer = keys.join("hearth-dev-signing");
+        self.run(&[
+            "build",
+            "--rootfs",
+            &rootfs.display().to_string(),
+            "--version",
+            version,
+            "--model",
+            MODEL,
+            "--hw-revision",
+            REVISION,
+            "--signer",
+            &signer.display().to_string(),
+            "--zstd-level",
+            "3",
+            "--out",
+            &swu.display().to_string(),
+            "--dev",
+        ]);
+        let _ = std::fs::remove_file(&rootfs);
+        let manifest = self.path(&format!("hearth-{version}.manifest.json"));
+        let security_version = security_version.to_string();
+        let notes = format!("https://example.com/hearth/releases/{version}");
+        let root = keys.join("hearth-dev-root").display().to_string();
+        let keyring = keys.join("hearth-dev-keyring.json").display().to_string();
+        let base = format!("https://{GUEST_HOST}:{GUEST_HTTPS_PORT}");
+        let mut args = vec![
+            "manifest",
+            "--artifact",
+            swu.to_str().expect("path"),
+            "--key",
+            signer.to_str().expect("path"),
+            "--root",
+            &root,
+            "--keyring",
+            &keyring,
+            "--base-url",
+            &base,
+            "--security-version",
+            &security_version,
+            "--release-notes",
+            &notes,
+            "--out",
+            manifest.to_str().expect("path"),
+            "--dev",
+        ];
+        if security {
+            args.extend(["--urgency", "security"]);
+        }
+        self.run(&args);
+        self.run(&[
+            "publish",
+            "--manifest",
+            manifest.to_str().expect("path"),
+            "--artifact",
+            swu.to_str().expect("path"),
+            "--out",
+            self.web_root.to_str().expect("path"),
+        ]);
+        Release {
+            version: version.to_owned(),
+            manifest,
+            swu,
+        }
+    }
+
+    /// The model's `latest.json` URL as the guest sees it.
+    pub fn manifest_url() -> String {
+        format!("https://{GUEST_HOST}:{GUEST_HTTPS_PORT}/{MODEL}/latest.json")
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.tool)
+            .args(args)
+            .output()
+            .expect("run hearth-release");
+        assert!(
+            out.status.success(),
+            "hearth-release {} failed:\n{}",
+            args.first().unwrap_or(&""),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+/// Replaces `path` inside the ext4 file `fs` with `content` (debugfs -w;
+/// the new file is root's, mode 0644, like the one it replaces).
+fn replace_file(fs: &Path, path: &str, content: &[u8], scratch: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(scratch, content).expect("scratch file");
+    std::fs::set_permissions(scratch, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    for request in [
+        format!("rm {path}"),
+        format!("write {} {path}", scratch.display()),
+    ] {
+        let out = Command::new("debugfs")
+            .args(["-w", "-R", &request])
+            .arg(fs)
+            .output()
+            .expect("run debugfs");
+        assert!(
+            out.status.success(),
+            "debugfs -w -R '{request}' failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let back = crate::offline::Ext4::file(fs)
+        .read(path)
+        .expect("the replaced file");
+    assert_eq!(back, content, "debugfs did not write {path}");
+}
+
+/// `hearth-release` from this workspace, built if needed.
+fn release_tool() -> PathBuf {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-q",
+            "-p",
+            "hearth-release",
+        ])
+        .current_dir(crate::repo_root())
+        .status()
+        .expect("run cargo build -p hearth-release");
+    assert!(status.success(), "building hearth-release failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::repo_root().join("target"));
+    target.join("release/hearth-release")
+}

@@ -1,0 +1,209 @@
+//! A static HTTPS file server on loopback, standing in for the vendor's
+//! update server or CDN: serves a directory (what `hearth-release publish`
+//! lays out), honours `Range: bytes=N-`, logs every request, and can cut
+//! the next response short to test resumption.
+//!
+//! Plain threads and rustls (ring); it binds 127.0.0.1 only.
+
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// One request the server answered.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub path: String,
+    /// The start of a `Range: bytes=N-` request.
+    pub range_start: Option<u64>,
+    pub status: u16,
+    /// Body bytes sent.
+    pub sent: u64,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    log: Mutex<Vec<Logged>>,
+    /// Cut the next artifact (`.swu`) response after this many bytes.
+    cut_next_after: AtomicU64,
+    /// Pause per 64 KiB chunk, in microseconds (to watch progress).
+    pace_micros: AtomicU64,
+    stopped: AtomicBool,
+}
+
+#[derive(Debug)]
+pub struct UpdateServer {
+    pub port: u16,
+    pub root: PathBuf,
+    shared: Arc<Shared>,
+}
+
+impl UpdateServer {
+    /// Serves `root` with the certificate and key (PEM) given.
+    pub fn start(root: &Path, cert: &Path, key: &Path) -> UpdateServer {
+        let certs = CertificateDer::pem_file_iter(cert)
+            .expect("server certificate")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("server certificate PEM");
+        let key = PrivateKeyDer::from_pem_file(key).expect("server key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server identity");
+        let config = Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the update server");
+        let port = listener.local_addr().expect("address").port();
+        let shared = Arc::new(Shared {
+            cut_next_after: AtomicU64::new(u64::MAX),
+            ..Shared::default()
+        });
+        let (root_dir, state) = (root.to_path_buf(), shared.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if state.stopped.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let (config, root, state) = (config.clone(), root_dir.clone(), state.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(stream, config, &root, &state);
+                });
+            }
+        });
+        UpdateServer {
+            port,
+            root: root.to_path_buf(),
+            shared,
+        }
+    }
+
+    /// The next `.swu` response stops after `bytes` body bytes (once).
+    pub fn cut_next_artifact_after(&self, bytes: u64) {
+        self.shared.cut_next_after.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Slows every response down to about `bytes_per_sec`.
+    pub fn pace(&self, bytes_per_sec: u64) {
+        let micros = 65_536 * 1_000_000 / bytes_per_sec.max(1);
+        self.shared.pace_micros.store(micros, Ordering::Relaxed);
+    }
+
+    pub fn log(&self) -> Vec<Logged> {
+        self.shared.log.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for UpdateServer {
+    fn drop(&mut self) {
+        self.shared.stopped.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn serve(
+    tcp: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    root: &Path,
+    state: &Shared,
+) -> std::io::Result<()> {
+    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let connection = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    let mut reader = BufReader::new(&mut tls);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut range_start = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(value) = lower.strip_prefix("range: bytes=") {
+            range_start = value.trim().trim_end_matches('-').parse().ok();
+        }
+    }
+    drop(reader);
+    let path = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .to_owned();
+    let file = (!path.contains(".."))
+        .then(|| root.join(path.trim_start_matches('/')))
+        .filter(|p| p.is_file());
+    let Some(file) = file else {
+        tls.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+        state.log.lock().expect("lock").push(Logged {
+            path,
+            range_start,
+            status: 404,
+            sent: 0,
+        });
+        return Ok(());
+    };
+    let mut body = std::fs::File::open(&file)?;
+    let len = body.metadata()?.len();
+    let start = range_start.unwrap_or(0).min(len);
+    let head = match range_start {
+        Some(_) => format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{len}\r\nConnection: close\r\n\r\n",
+            len - start,
+            len.saturating_sub(1)
+        ),
+        None => format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"),
+    };
+    tls.write_all(head.as_bytes())?;
+    body.seek(SeekFrom::Start(start))?;
+    let limit = if path.ends_with(".swu") {
+        state.cut_next_after.swap(u64::MAX, Ordering::Relaxed)
+    } else {
+        u64::MAX
+    };
+    let mut sent = 0u64;
+    let mut buf = vec![0u8; 65_536];
+    let result = loop {
+        let want = buf
+            .len()
+            .min(usize::try_from(limit - sent).unwrap_or(usize::MAX));
+        if want == 0 {
+            break Ok(());
+        }
+        let n = match body.read(&mut buf[..want]) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) => break Err(e),
+        };
+        if let Err(e) = tls.write_all(&buf[..n]) {
+            break Err(e);
+        }
+        sent += n as u64;
+        let pace = state.pace_micros.load(Ordering::Relaxed);
+        if pace > 0 {
+            std::thread::sleep(Duration::from_micros(pace));
+        }
+    };
+    let _ = tls.flush();
+    if sent < len - start {
+        // Cut short: drop the TCP connection without a TLS close_notify.
+        let _ = tls.sock.shutdown(std::net::Shutdown::Both);
+    } else {
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    }
+    state.log.lock().expect("lock").push(Logged {
+        path,
+        range_start,
+        status: if range_start.is_some() { 206 } else { 200 },
+        sent,
+    });
+    result
+}

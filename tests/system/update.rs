@@ -1,0 +1,515 @@
+//! Automatic updates end to end (issue 6), in QEMU with the real parts:
+//! mosquitto with the shipped TLS/ACL configuration, an HTTPS server for
+//! the artifacts, releases made by `hearth-release` from the development
+//! image itself, SWUpdate in the guest writing the other slot, GRUB's trial
+//! boot, hearthd's health check and commit. The guest reaches the broker and
+//! the server only through `guestfwd` rules (user networking, restrict=on).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use system_tests::broker::{Broker, GUEST_HOST, Message, SERVICE, Sub};
+use system_tests::https::{Response, request};
+use system_tests::offline::Ext4;
+use system_tests::releases::{GUEST_HTTPS_PORT, Kind, MODEL, Release, Vendor};
+use system_tests::update_server::UpdateServer;
+use system_tests::{Device, Disk};
+
+const DEVICE_ID: &str = "qemu-dev-1";
+const PASSWORD: &str = "correct horse battery staple";
+const DATA: usize = 4;
+const SLOT_A: usize = 2;
+const MQTT_GUEST_PORT: u16 = 8883;
+
+/// The vendor's side (broker, update server, releases) and one device.
+struct Lab {
+    broker: Broker,
+    vendor: Vendor,
+    server: UpdateServer,
+    disk: Disk,
+    status: Sub,
+}
+
+impl Lab {
+    /// A fresh device provisioned at the "factory" with its fleet identity;
+    /// `https_check` also gives it the model's manifest URL.
+    fn new(name: &str, https_check: bool) -> Lab {
+        let broker = Broker::start(&[DEVICE_ID], &[(DEVICE_ID, MODEL)]);
+        let vendor = Vendor::new();
+        let server = UpdateServer::start(
+            &vendor.web_root,
+            &broker.pki("broker.crt"),
+            &broker.pki("broker.key"),
+        );
+        let disk = Disk::fresh(name);
+        provision(&disk, &broker, https_check);
+        let status = broker.subscribe(
+            SERVICE,
+            &[
+                &format!("hearth/device/{DEVICE_ID}/status"),
+                "hearth/test/probe",
+            ],
+            "hearth/test/probe",
+        );
+        Lab {
+            broker,
+            vendor,
+            server,
+            disk,
+            status,
+        }
+    }
+
+    fn boot(&self, label: &str) -> Device {
+        let net = format!(
+            ",guestfwd=tcp:{GUEST_HOST}:{MQTT_GUEST_PORT}-cmd:socat STDIO TCP:127.0.0.1:{}\
+             ,guestfwd=tcp:{GUEST_HOST}:{GUEST_HTTPS_PORT}-cmd:socat STDIO TCP:127.0.0.1:{}",
+            self.broker.port, self.server.port
+        );
+        Device::boot_with(&self.disk, label, &["--net-extra", &net])
+    }
+
+    /// Announces `release` on the model's retained release topic.
+    fn announce(&self, release: &Release) {
+        let manifest = String::from_utf8(release.manifest_bytes()).expect("manifest text");
+        self.announce_bytes(&manifest);
+    }
+
+    fn announce_bytes(&self, manifest: &str) {
+        self.broker
+            .publish(SERVICE, &format!("hearth/{MODEL}/release"), manifest, true);
+    }
+
+    /// The first status after the first `skip` messages that `matches`.
+    fn wait_status(
+        &self,
+        skip: usize,
+        limit: Duration,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> (usize, serde_json::Value) {
+        let found = self.status.wait_after(skip, limit, |m: &Message| {
+            m.topic.ends_with("/status")
+                && serde_json::from_str::<serde_json::Value>(&m.payload).is_ok_and(|v| matches(&v))
+        });
+        let Some(message) = found else {
+            let last: Vec<String> = self
+                .status
+                .all()
+                .iter()
+                .rev()
+                .take(5)
+                .map(|m| m.payload.clone())
+                .collect();
+            panic!(
+                "no status {what} within {} s; the last ones (newest first):\n{}",
+                limit.as_secs(),
+                last.join("\n")
+            );
+        };
+        let index = self
+            .status
+            .all()
+            .iter()
+            .position(|m| m.payload == message.payload)
+            .unwrap_or(skip);
+        eprintln!("status {what}: {}", message.payload);
+        (index + 1, message.json())
+    }
+
+    /// Requests for `.swu` files the update server answered.
+    fn artifact_requests(&self) -> usize {
+        self.server
+            .log()
+            .iter()
+            .filter(|r| r.path.ends_with(".swu"))
+            .count()
+    }
+}
+
+/// Writes the device's factory data into its /data partition (offline):
+/// `/data/factory/hearth.toml` with the fleet and update settings, the
+/// fleet CA, the device certificate and its key (readable by hearthd only).
+fn provision(disk: &Disk, broker: &Broker, https_check: bool) {
+    let passwd = Ext4::in_image(disk.image(), &disk.partition(SLOT_A))
+        .read("/etc/passwd")
+        .expect("/etc/passwd");
+    let passwd = String::from_utf8_lossy(&passwd);
+    let uid = passwd
+        .lines()
+        .find_map(|l| l.strip_prefix("hearth:"))
+        .and_then(|rest| rest.split(':').nth(1))
+        .expect("the hearth user")
+        .to_owned();
+    let manifest_url = if https_check {
+        format!(
+            "manifest_url = \"{}\"\ncheck_interval_hours = 0.01\n",
+            Vendor::manifest_url()
+        )
+    } else {
+        String::new()
+    };
+    let config = format!(
+        "# Factory provisioning (system test)\n\
+         [fleet]\nhost = \"{GUEST_HOST}\"\nport = {MQTT_GUEST_PORT}\n\
+         ca_file = \"/data/factory/fleet-ca.pem\"\ncert_file = \"/data/factory/device.crt\"\n\
+         key_file = \"/data/factory/device.key\"\ndevice_id = \"{DEVICE_ID}\"\n\
+         reconnect_initial_secs = 1.0\nreconnect_max_secs = 4.0\n\n\
+         [update]\nca_file = \"/data/factory/fleet-ca.pem\"\nreboot_notice_secs = 5\n\
+         health_timeout_secs = 120\n{manifest_url}"
+    );
+    let scratch = disk.dir().join("factory");
+    std::fs::create_dir_all(&scratch).expect("scratch");
+    std::fs::write(scratch.join("hearth.toml"), config).expect("config");
+    for (from, to) in [
+        ("ca.crt", "fleet-ca.pem"),
+        (&format!("{DEVICE_ID}.crt") as &str, "device.crt"),
+        (&format!("{DEVICE_ID}.key"), "device.key"),
+    ] {
+        std::fs::copy(broker.pki(from), scratch.join(to)).expect("copy PKI file");
+    }
+    let raw = disk.read_partition(DATA);
+    let mut requests = vec!["mkdir /factory".to_owned()];
+    for name in ["hearth.toml", "fleet-ca.pem", "device.crt", "device.key"] {
+        requests.push(format!(
+            "write {} /factory/{name}",
+            scratch.join(name).display()
+        ));
+        requests.push(format!("sif /factory/{name} mode 0100644"));
+    }
+    requests.push("sif /factory/device.key mode 0100600".into());
+    requests.push(format!("sif /factory/device.key uid {uid}"));
+    let script = disk.dir().join("provision.debugfs");
+    std::fs::write(&script, requests.join("\n") + "\n").expect("debugfs script");
+    let out = std::process::Command::new("debugfs")
+        .args(["-w", "-f"])
+        .arg(&script)
+        .arg(&raw)
+        .output()
+        .expect("run debugfs");
+    assert!(
+        out.status.success(),
+        "provisioning failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    disk.write_partition(DATA, &raw);
+}
+
+fn addr(device: &Device) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, device.port()))
+}
+
+fn call(
+    device: &Device,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Response {
+    request(addr(device), method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// A logged-in owner: the session cookie and its CSRF token.
+struct Owner {
+    cookie: String,
+    csrf: String,
+}
+
+impl Owner {
+    fn from(response: &Response) -> Owner {
+        Owner {
+            cookie: response.session_cookie().expect("a session cookie"),
+            csrf: response.json()["csrf_token"]
+                .as_str()
+                .expect("a CSRF token")
+                .to_owned(),
+        }
+    }
+
+    fn claim(device: &Device) -> Owner {
+        let code = crate::owner::setup_code(&device.serial()).expect("a setup code on the console");
+        let body = serde_json::json!({ "setup_code": code, "password": PASSWORD, "password_confirm": PASSWORD }).to_string();
+        let claimed = call(device, "POST", "/api/setup", &[], Some(&body));
+        assert_eq!(claimed.status, 201, "{}", claimed.body);
+        Owner::from(&claimed)
+    }
+
+    fn login(device: &Device) -> Owner {
+        let body = serde_json::json!({ "password": PASSWORD }).to_string();
+        let ok = call(device, "POST", "/api/login", &[], Some(&body));
+        assert_eq!(
+            ok.status, 200,
+            "the owner's password still works: {}",
+            ok.body
+        );
+        Owner::from(&ok)
+    }
+
+    fn send(&self, device: &Device, method: &str, path: &str, body: Option<&str>) -> Response {
+        let headers = [
+            ("Cookie", self.cookie.as_str()),
+            ("X-CSRF-Token", self.csrf.as_str()),
+        ];
+        call(device, method, path, &headers, body)
+    }
+}
+
+fn long() -> Duration {
+    system_tests::boot_timeout()
+}
+
+/// A status that says the device runs `version`, committed.
+fn committed(version: &str) -> impl Fn(&serde_json::Value) -> bool + '_ {
+    move |s| {
+        s["version"] == version
+            && s["update"]["last_result"]["version"] == version
+            && s["update"]["last_result"]["outcome"] == "installed"
+    }
+}
+
+#[test]
+fn a_release_is_installed_to_the_other_slot_committed_and_the_next_one_goes_back() {
+    let lab = Lab::new("update-happy", false);
+    let mut device = lab.boot("boot1");
+    device.wait_ready();
+    let owner = Owner::claim(&device);
+    let plug = owner.send(&device, "PUT", "/api/plug", Some(r#"{"on":true}"#));
+    assert_eq!(plug.status, 200, "{}", plug.body);
+    let (seen, first) = lab.wait_status(0, long(), "from the device", |s| s["state"] == "idle");
+    let running = first["version"].as_str().expect("version").to_owned();
+    assert_eq!(first["update"]["running_slot"], "A");
+
+    // Release 9.1.0: downloaded, installed into B, the owner warned, reboot.
+    let started = Instant::now();
+    let release = lab.vendor.release("9.1.0", Kind::Good, 1, false);
+    lab.announce(&release);
+    let (seen, _) = lab.wait_status(seen, long(), "downloading", |s| s["state"] == "downloading");
+    let (seen, notice) = lab.wait_status(seen, long(), "rebooting (the owner's warning)", |s| {
+        s["state"] == "rebooting"
+    });
+    assert!(
+        notice["update"]["until"].is_string(),
+        "the warning says when: {notice}"
+    );
+    device.wait_for("Hearth: trial boot 1 of 1 of slot B", long());
+    let (seen, status) = lab.wait_status(seen, long(), "committed 9.1.0", committed("9.1.0"));
+    eprintln!(
+        "update {running} -> 9.1.0 took {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(status["update"]["running_slot"], "B");
+    device.wait_ready();
+
+    // The owner's password, the settings and the plug survived.
+    let owner = Owner::login(&device);
+    let dashboard = owner.send(&device, "GET", "/api/dashboard", None).json();
+    assert_eq!(dashboard["firmware_version"], "9.1.0");
+    assert_eq!(dashboard["plug"]["on"], true, "{dashboard}");
+    assert_eq!(dashboard["update"]["last_result"]["outcome"], "installed");
+
+    // 9.2.0 goes back to A the same way.
+    let release = lab.vendor.release("9.2.0", Kind::Good, 1, false);
+    lab.announce(&release);
+    device.wait_for("Hearth: trial boot 1 of 1 of slot A", long());
+    let (_, status) = lab.wait_status(seen, long(), "committed 9.2.0", committed("9.2.0"));
+    assert_eq!(status["update"]["running_slot"], "A");
+    device.wait_ready();
+    let owner = Owner::login(&device);
+    assert_eq!(
+        owner.send(&device, "GET", "/api/dashboard", None).json()["plug"]["on"],
+        true
+    );
+    device.powerdown();
+}
+
+#[test]
+fn a_release_that_fails_its_health_check_rolls_back_and_is_not_retried() {
+    let lab = Lab::new("update-broken", false);
+    let mut device = lab.boot("boot1");
+    device.wait_ready();
+    let (seen, _) = lab.wait_status(0, long(), "from the device", |s| s["state"] == "idle");
+    let release = lab
+        .vendor
+        .release("9.1.0", Kind::FailsHealthCheck, 1, false);
+    lab.announce(&release);
+    device.wait_for("Hearth: trial boot 1 of 1 of slot B", long());
+    device.wait_for(
+        "Hearth: slot B failed 1 trial boot(s); falling back",
+        long(),
+    );
+    let (seen, status) = lab.wait_status(seen, long(), "rolled back", |s| {
+        s["update"]["last_result"]["outcome"] == "rolled-back"
+    });
+    assert_eq!(status["update"]["running_slot"], "A");
+    assert_ne!(status["version"], "9.1.0");
+    assert_eq!(
+        status["update"]["refused_versions"],
+        serde_json::json!(["9.1.0"])
+    );
+    assert!(
+        status["update"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("9.1.0")),
+        "{status}"
+    );
+    device.wait_ready();
+    // The retained manifest is still there: it is not tried again.
+    let fetched = lab.artifact_requests();
+    std::thread::sleep(Duration::from_secs(30));
+    assert_eq!(lab.artifact_requests(), fetched, "9.1.0 was fetched again");
+    assert!(
+        lab.status
+            .wait_after(seen, Duration::ZERO, |m| m
+                .payload
+                .contains("\"downloading\""))
+            .is_none(),
+        "the refused version was downloaded again"
+    );
+    device.powerdown();
+}
+
+#[test]
+fn tampered_older_and_foreign_releases_are_refused_with_a_reason() {
+    let lab = Lab::new("update-tamper", false);
+    let mut device = lab.boot("boot1");
+    device.wait_ready();
+    let (mut seen, _) = lab.wait_status(0, long(), "from the device", |s| s["state"] == "idle");
+
+    // A bad signature: one character of the signature changed.
+    let good = lab.vendor.release("9.1.0", Kind::Good, 1, false);
+    let text = String::from_utf8(good.manifest_bytes()).expect("text");
+    let at = text.find("\"signature\"").expect("a signature field") + 20;
+    let mut forged = text.clone().into_bytes();
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "a bad signature",
+            String::from_utf8(forged).expect("text"),
+            "signature",
+        ),
+        (
+            "an older version",
+            String::from_utf8(
+                lab.vendor
+                    .release("0.0.1", Kind::Good, 0, false)
+                    .manifest_bytes(),
+            )
+            .expect("text"),
+            "not newer",
+        ),
+    ];
+    for (case, manifest, reason) in cases {
+        lab.announce_bytes(&manifest);
+        let (next, status) = lab.wait_status(seen, long(), case, |s| s["state"] == "failed");
+        let error = status["update"]["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            error.contains(reason),
+            "{case}: the reason {reason:?} is reported: {error}"
+        );
+        seen = next;
+    }
+    assert_eq!(
+        lab.artifact_requests(),
+        0,
+        "a refused manifest fetches nothing"
+    );
+
+    // A tampered artifact behind a good manifest: refused at the end of the
+    // download, the boot environment not armed.
+    let swu = lab
+        .server
+        .root
+        .join(format!("{MODEL}/9.1.0/hearth-9.1.0.swu"));
+    let swu = if swu.exists() {
+        swu
+    } else {
+        find_swu(&lab.server.root)
+    };
+    let mut bytes = std::fs::read(&swu).expect("artifact");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&swu, bytes).expect("tamper");
+    lab.announce(&good);
+    let (_, status) = lab.wait_status(seen, long(), "the tampered artifact refused", |s| {
+        s["state"] == "failed"
+            && s["update"]["last_error"].as_str().is_some_and(|e| {
+                e.contains("does not match its signed manifest") || e.contains("SWUpdate")
+            })
+    });
+    eprintln!("tampered artifact: {}", status["update"]["last_error"]);
+    device.powerdown();
+
+    // The device still boots slot A, not on trial.
+    let mut device = lab.boot("boot2");
+    device.wait_for("Hearth: booting slot A", long());
+    device.wait_ready();
+    assert!(!device.serial().contains("trial boot"), "nothing was armed");
+    device.powerdown();
+}
+
+fn find_swu(root: &Path) -> std::path::PathBuf {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "swu") {
+                return path;
+            }
+        }
+    }
+    panic!("no .swu under {}", root.display());
+}
+
+#[test]
+fn with_mqtt_down_the_periodic_https_check_still_installs_the_release() {
+    let mut lab = Lab::new("update-https", true);
+    lab.vendor.release("9.1.0", Kind::Good, 1, false);
+    // The broker goes away before the device ever connects.
+    lab.broker.kill();
+    let mut device = lab.boot("boot1");
+    device.wait_ready();
+    device.wait_for("Hearth: trial boot 1 of 1 of slot B", long());
+    device.wait_ready();
+    // Committed: the next boot is not a trial and runs B.
+    let deadline = Instant::now() + long();
+    loop {
+        let log = lab.server.log();
+        let manifest_checks = log
+            .iter()
+            .filter(|r| r.path.ends_with("latest.json"))
+            .count();
+        if manifest_checks >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the device never checked the manifest again: {log:?}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    device.powerdown();
+    let mut device = lab.boot("boot2");
+    device.wait_for("Hearth: booting slot B", long());
+    device.wait_ready();
+    assert!(
+        !device.serial().contains("trial boot"),
+        "the slot was committed"
+    );
+    assert_eq!(
+        lab.server
+            .log()
+            .iter()
+            .filter(|r| r.path.ends_with(".swu"))
+            .count(),
+        1,
+        "downloaded once"
+    );
+    device.powerdown();
+}
