@@ -10,3 +10,4 @@ mod fallback;
 mod image;
 mod owner;
 mod reset;
+mod update;
