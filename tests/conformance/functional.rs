@@ -9,9 +9,10 @@ use serde_json::json;
 use crate::dut::{Dut, exchange};
 use crate::report::{Case, excerpt};
 
-/// The passwords the suite sets (long enough for the 15-character minimum).
-pub const FIRST_PASSWORD: &str = "conformance first owner passphrase";
-pub const SECOND_PASSWORD: &str = "conformance changed owner passphrase";
+/// The passwords the suite sets: long enough for the 15-character minimum,
+/// and without the characters hydra's form module cannot send (hydra.rs).
+pub const FIRST_PASSWORD: &str = "conformance-first-owner-passphrase";
+pub const SECOND_PASSWORD: &str = "conformance-changed-owner-passphrase";
 
 /// What earlier cases leave for later ones.
 #[derive(Default)]
@@ -764,7 +765,7 @@ fn run_sectxt(content: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-fn strip_tags(html: &str) -> String {
+pub fn strip_tags(html: &str) -> String {
     let mut out = String::new();
     let mut inside = false;
     for c in html.chars() {

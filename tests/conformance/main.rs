@@ -9,8 +9,12 @@
 //! (an already-running device or a Pi; see docs/conformance.md for the
 //! `HEARTH_DUT_*` variables).
 
+mod audit;
+mod conceptual;
 mod dut;
 mod functional;
+mod hydra;
+mod ics;
 mod report;
 mod tools;
 
@@ -55,6 +59,29 @@ fn conformance_suite() {
             None
         }
     };
+    // The vendor's ICS and IXIT, generated from the vendor file and the code.
+    let docs = match ics::generate(&system_tests::repo_root()) {
+        Ok(docs) => {
+            if let Err(e) = docs.write(&out_dir) {
+                report
+                    .notes
+                    .push(format!("the ICS/IXIT could not be written: {e}"));
+            }
+            Some(docs)
+        }
+        Err(e) => {
+            report
+                .notes
+                .push(format!("the ICS/IXIT could not be generated: {e}"));
+            None
+        }
+    };
+    let os_release = root
+        .as_ref()
+        .and_then(|r| std::fs::read_to_string(r.join("usr/lib/os-release")).ok());
+    if let Some(docs) = &docs {
+        timed(&mut report, || conceptual::case_justifications(docs));
+    }
     timed(&mut report, || tools::systemd_analyze(root.as_deref()));
     timed(&mut report, || tools::hardening_check(root.as_deref()));
 
@@ -78,7 +105,18 @@ fn conformance_suite() {
     timed(&mut report, || functional::case_5_1_1(&dut, &mut owner));
     timed(&mut report, || functional::case_5_1_3(&dut, &owner));
     timed(&mut report, || functional::case_5_1_4(&dut, &mut owner));
+    if let Some(docs) = &docs {
+        timed(&mut report, || {
+            conceptual::case_password_rules(&dut, docs, &owner)
+        });
+        timed(&mut report, || conceptual::case_disclosure(&dut, docs));
+        timed(&mut report, || {
+            conceptual::case_support_period(&dut, docs, os_release.as_deref())
+        });
+        timed(&mut report, || conceptual::case_model(&dut, docs));
+    }
     timed(&mut report, || functional::case_5_1_5(&dut, &owner));
+    timed(&mut report, || hydra::case(&dut, &owner));
     if let Some(note) = functional::restore_password(&dut, &owner) {
         report.notes.push(note);
     }
@@ -90,6 +128,17 @@ fn conformance_suite() {
         tools::testssl(&dut, root.as_deref(), &out_dir)
     });
     drop(dut);
+
+    // Inside the device: a second boot, of the audit image (ss and lynis).
+    let audit = audit::run(&out_dir);
+    if let Ok(a) = &audit {
+        report.notes.push(format!(
+            "the audit image (ss, lynis) was booted once more after the device under test: {:.0} s including the build check, the boot and lynis",
+            a.seconds
+        ));
+    }
+    timed(&mut report, || audit::ss_case(&audit));
+    timed(&mut report, || audit::lynis_case(&audit));
 
     report.notes.extend(
         [

@@ -10,6 +10,10 @@ pub enum Verdict {
     Pass,
     Fail,
     NotTested,
+    /// A project target (not a provision) that was measured and missed:
+    /// shown in the summary, but it does not fail the run
+    /// (docs/conformance.md, "Targets").
+    BelowTarget,
 }
 
 impl Verdict {
@@ -18,6 +22,7 @@ impl Verdict {
             Verdict::Pass => "PASS",
             Verdict::Fail => "FAIL",
             Verdict::NotTested => "NOT-TESTED",
+            Verdict::BelowTarget => "BELOW-TARGET",
         }
     }
 }
@@ -77,11 +82,14 @@ impl Case {
         });
     }
 
-    /// FAIL if any unit failed; NOT-TESTED if none was tested; otherwise PASS
-    /// (the report lists any unit that was not tested next to it).
+    /// FAIL if any unit failed; BELOW-TARGET if a target was missed;
+    /// NOT-TESTED if none was tested; otherwise PASS (the report lists any
+    /// unit that was not tested next to it).
     pub fn verdict(&self) -> Verdict {
         if self.units.iter().any(|u| u.verdict == Verdict::Fail) {
             Verdict::Fail
+        } else if self.units.iter().any(|u| u.verdict == Verdict::BelowTarget) {
+            Verdict::BelowTarget
         } else if self.units.iter().all(|u| u.verdict == Verdict::NotTested) {
             Verdict::NotTested
         } else {

@@ -501,6 +501,7 @@ pub fn extract_rootfs(into: &Path) -> Result<PathBuf, String> {
         ("/usr/lib/systemd", "usr/lib"),
         ("/usr/lib/hearth", "usr/lib"),
         ("/usr/bin/hearthd", "usr/bin"),
+        ("/usr/lib/os-release", "usr/lib"),
     ] {
         fs.copy_out(path, &root.join(parent));
     }

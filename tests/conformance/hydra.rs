@@ -1,0 +1,284 @@
+//! TS 103 701 5.1-5-2 with a real attack tool: THC hydra (Debian package
+//! `hydra`) against the device's login for a bounded time, as
+//! `daemon/tests/brute_force.rs` does against hearthd in host mode. From
+//! outside, the suite cannot read hearthd's log, so the throttle's effect is
+//! shown by what hydra found, its attempt rate, and what the owner meets
+//! right after the attack.
+//!
+//! hydra's `https-post-form` URL-encodes space, `%`, `&`, `#`, `=` and `+`
+//! in `^PASS^` and does not JSON-escape, so the dictionary leaves out words
+//! with `"` or `\`, and the control run needs a password without those
+//! characters (the suite's own passwords have none).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use serde_json::json;
+
+use crate::dut::{Dut, exchange};
+use crate::functional::Owner;
+use crate::report::{Case, excerpt};
+
+/// How long the attack runs unless `HEARTH_HYDRA_SECS` says otherwise.
+const ATTACK_SECS: u64 = 20;
+/// Parallel connections hydra keeps open.
+const TASKS: &str = "16";
+/// The attacker's dictionary: the most common breached passwords.
+const DICTIONARY: &str = "crates/credentials/data/common-passwords.txt";
+/// hydra's form: path, JSON body, header, success condition (only a 200
+/// login answer carries a CSRF token).
+const FORM: &str =
+    r#"/api/login:{"password"\:"^PASS^"}:H=Content-Type\: application/json:S=csrf_token"#;
+
+struct Run {
+    output: String,
+    finished: bool,
+    elapsed: Duration,
+}
+
+fn hydra(dut: &Dut, dir: &Path, words: &Path, limit: Duration) -> Result<Run, String> {
+    let log = dir.join("hydra.log");
+    let out = fs::File::create(&log).map_err(|e| e.to_string())?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let mut child = Command::new("hydra")
+        // An interrupted run writes ./hydra.restore; keep it out of the tree.
+        .current_dir(dir)
+        .args(["-I", "-V", "-l", "owner", "-P"])
+        .arg(words)
+        .args(["-t", TASKS, "-s", &dut.addr.port().to_string()])
+        .arg(dut.ip().to_string())
+        .args(["https-post-form", FORM])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("hydra did not start ({e}); tests/run installs it"))?;
+    let pid = Pid::from_raw(i32::try_from(child.id()).map_err(|e| e.to_string())?);
+    let finished = loop {
+        if child.try_wait().map_err(|e| e.to_string())?.is_some() {
+            break true;
+        }
+        if started.elapsed() >= limit {
+            let _ = kill(pid, Signal::SIGINT);
+            std::thread::sleep(Duration::from_secs(1));
+            let _ = killpg(pid, Signal::SIGKILL);
+            let _ = child.wait();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Ok(Run {
+        output: fs::read_to_string(&log).unwrap_or_default(),
+        finished,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn hydra_safe(password: &str) -> bool {
+    !password.contains([' ', '%', '&', '#', '=', '+', '"', '\\', ':'])
+}
+
+fn login(dut: &Dut, password: &str) -> Result<system_tests::https::Response, String> {
+    let body = json!({ "password": password }).to_string();
+    dut.call("POST", "/api/login", &[], Some(&body))
+}
+
+fn retry_after(r: &system_tests::https::Response) -> Option<u64> {
+    r.headers
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// 5.1-5-2 with hydra: a control run, a bounded attack, the owner afterwards.
+pub fn case(dut: &Dut, owner: &Owner) -> Case {
+    let mut case = Case::new(
+        "5.1-5-2 (hydra)",
+        "EN 303 645 5.1-5 (M)",
+        "A real brute-force tool against the login",
+        "TS 103 701 5.1-5-2 asks the tester to attempt a brute-force attack over the network. THC hydra \
+         runs the 10,000 most common breached passwords against /api/login for a bounded time; the \
+         throttle must leave it nothing, without locking the owner out for good.",
+    );
+    let Some(password) = owner.password.clone() else {
+        case.not_tested(
+            "5.1-5-2 hydra",
+            "the suite does not know the owner's password",
+        );
+        return case;
+    };
+    let Ok(dir) = tempfile::tempdir() else {
+        case.check("5.1-5-2 hydra", false, "no temporary directory", Vec::new());
+        return case;
+    };
+    let limit = Duration::from_secs(
+        std::env::var("HEARTH_HYDRA_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(ATTACK_SECS),
+    );
+
+    // Control: the same command line finds the password when it is in the
+    // list, so "nothing found" below means something.
+    if hydra_safe(&password) {
+        let right = dir.path().join("right.txt");
+        let control = fs::write(&right, format!("{password}\n"))
+            .map_err(|e| e.to_string())
+            .and_then(|()| hydra(dut, dir.path(), &right, Duration::from_secs(120)));
+        let found = control
+            .as_ref()
+            .is_ok_and(|r| r.finished && r.output.contains("1 valid password found"));
+        let evidence = match &control {
+            Ok(r) => vec![format!(
+                "hydra with a one-word list holding the owner's password ({:.0} s): {}",
+                r.elapsed.as_secs_f64(),
+                r.output
+                    .lines()
+                    .filter(|l| l.contains("valid password"))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            )],
+            Err(e) => vec![e.clone()],
+        };
+        case.check(
+            "5.1-5-2 control: hydra's command line works",
+            found,
+            "with the right password in its list, the same hydra command line reports it found, so the attack below could have found it",
+            evidence,
+        );
+    } else {
+        case.not_tested(
+            "5.1-5-2 control: hydra's command line works",
+            "the owner's password has characters hydra's form module cannot send",
+        );
+    }
+
+    // The attack.
+    let words = dir.path().join("dictionary.txt");
+    let dictionary =
+        fs::read_to_string(system_tests::repo_root().join(DICTIONARY)).unwrap_or_default();
+    let guesses: Vec<&str> = dictionary
+        .lines()
+        .filter(|w| !w.is_empty() && !w.contains(['"', '\\']) && *w != password)
+        .collect();
+    let written = fs::File::create(&words).and_then(|mut f| {
+        for g in &guesses {
+            writeln!(f, "{g}")?;
+        }
+        Ok(())
+    });
+    let attack = match written
+        .map_err(|e| e.to_string())
+        .and_then(|()| hydra(dut, dir.path(), &words, limit))
+    {
+        Ok(run) => run,
+        Err(e) => {
+            case.check("5.1-5-2 hydra attack", false, &e, Vec::new());
+            return case;
+        }
+    };
+    let tries = attack.output.matches("[ATTEMPT]").count();
+    let found = attack.output.matches("host:").count();
+    let rate = tries as f64 / attack.elapsed.as_secs_f64().max(0.1);
+    let _ = fs::write(
+        system_tests::artifacts_dir().join("conformance/hydra-attack.log"),
+        &attack.output,
+    );
+    let mut evidence = vec![
+        format!(
+            "hydra -I -V -l owner -P <{} words> -t {TASKS} -s {} {} https-post-form '{FORM}'",
+            guesses.len(),
+            dut.addr.port(),
+            dut.ip()
+        ),
+        format!(
+            "{tries} attempts in {:.1} s ({rate:.1} per second){}; passwords found: {found}",
+            attack.elapsed.as_secs_f64(),
+            if attack.finished {
+                " (hydra ended by itself)"
+            } else {
+                ", then stopped"
+            }
+        ),
+        format!(
+            "at that rate without a throttle the whole list would take {:.0} s; hydra's last lines: {}",
+            guesses.len() as f64 / rate.max(0.001),
+            excerpt(
+                &attack
+                    .output
+                    .lines()
+                    .rev()
+                    .filter(|l| !l.contains("[ATTEMPT]"))
+                    .take(4)
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+                400
+            )
+        ),
+        "full output: tests/artifacts/conformance/hydra-attack.log".to_owned(),
+    ];
+
+    // The owner right after: refused while the window is closed, told how
+    // long to wait, let in once it has passed.
+    let started = Instant::now();
+    let mut waits = Vec::new();
+    let back = loop {
+        let r = login(dut, &password);
+        match &r {
+            Ok(resp) if resp.status == 429 && started.elapsed() < Duration::from_secs(150) => {
+                let wait = retry_after(resp).unwrap_or(5);
+                evidence.push(format!(
+                    "the owner, {:.0} s after the attack:\n{}",
+                    started.elapsed().as_secs_f64(),
+                    exchange("POST", "/api/login", &r)
+                ));
+                waits.push(wait);
+                std::thread::sleep(Duration::from_secs(wait.min(60) + 1));
+            }
+            _ => break r,
+        }
+    };
+    evidence.push(format!(
+        "the owner, {:.0} s after the attack:\n{}",
+        started.elapsed().as_secs_f64(),
+        exchange("POST", "/api/login", &back)
+    ));
+    case.check(
+        "5.1-5-2 hydra finds nothing",
+        found == 0 && tries > 20,
+        &format!(
+            "hydra made {tries} attempts in {:.0} s and found no password. The throttle's documented schedule \
+             (crates/credentials/src/throttle.rs; daemon/tests/brute_force.rs counts it in hearthd's log) \
+             checks the first few failures at once, then one after 1, 2, 4, 8, 16 and 32 s, and only one per \
+             5 minutes from the 10th consecutive failure: about 288 guesses a day, so this list would take over a month, \
+             whatever hydra's rate. Every other attempt is answered 429 without a password check",
+            attack.elapsed.as_secs_f64()
+        ),
+        evidence,
+    );
+    case.check(
+        "5.1-5-2 the throttle engaged, the owner gets back in",
+        !waits.is_empty() && matches!(&back, Ok(r) if r.status == 200),
+        &format!(
+            "right after the attack the owner's correct password is refused with 429 and Retry-After ({waits:?} s), \
+             and after that wait it logs in ({:.0} s after the attack)",
+            started.elapsed().as_secs_f64()
+        ),
+        Vec::new(),
+    );
+    case
+}
+
+#[test]
+fn hydra_safety() {
+    assert!(hydra_safe("conformance-first-owner-passphrase"));
+    assert!(!hydra_safe("with space"));
+}

@@ -1,0 +1,976 @@
+//! The vendor's documents for an assessment, generated from the sources of
+//! truth: the ICS (EN 303 645 Annex B pro forma: status, support, detail for
+//! every provision of 5.1, 5.2 and 5.3) and the IXIT sheets the 5.1-5.3
+//! tests read (TS 103 701: 1-AuthMech, 2-UserInfo, 3-VulnTypes, 4-Conf,
+//! 5-VulnMon, 6-SoftComp, 7-UpdMech, 8-UpdProc, 9-ReplSup, 26-UserDec).
+//!
+//! Sources, each named next to the value it gave:
+//! - the vendor file (`yocto-layer/.../hearth-vendor/files/vendor.toml`);
+//! - the shipped configuration (`yocto-layer/.../hearthd/files/hearth.toml`),
+//!   and where it sets nothing, the code's default (a `const` or `Default`
+//!   in the credentials crate, read from its source);
+//! - `docs/compliance.md` for each provision's support and detail, so the
+//!   ICS says what the matrix says.
+//!
+//! Written to `tests/artifacts/conformance/{ics,ixit}.{md,json}`. The
+//! conceptual test cases (conceptual.rs) compare them with the device.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::json;
+
+pub const VENDOR_FILE: &str =
+    "yocto-layer/meta-hearth/recipes-core/hearth-vendor/files/vendor.toml";
+pub const CONFIG_FILE: &str = "yocto-layer/meta-hearth/recipes-core/hearthd/files/hearth.toml";
+const POLICY_RS: &str = "crates/credentials/src/policy.rs";
+const HASHING_RS: &str = "crates/credentials/src/hashing.rs";
+const SETUP_CODE_RS: &str = "crates/credentials/src/setup_code.rs";
+const THROTTLE_RS: &str = "crates/credentials/src/throttle.rs";
+const SETTINGS_RS: &str = "daemon/src/settings.rs";
+const COMPLIANCE_MD: &str = "docs/compliance.md";
+
+/// A value of the small TOML subset the vendor file and hearth.toml use:
+/// `[section]`, `key = "string"`, bare values (dates, numbers, booleans) and
+/// arrays of strings, possibly over several lines. Anything else is an error,
+/// so a vendor file this reader does not understand stops the generation
+/// instead of producing a wrong document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Str(String),
+    Bare(String),
+    List(Vec<String>),
+}
+
+impl Value {
+    pub fn text(&self) -> String {
+        match self {
+            Value::Str(s) | Value::Bare(s) => s.clone(),
+            Value::List(l) => l.join(", "),
+        }
+    }
+}
+
+fn strip_comment(line: &str) -> &str {
+    let mut in_str = false;
+    for (i, c) in line.char_indices() {
+        match c {
+            '"' => in_str = !in_str,
+            '#' if !in_str => return &line[..i],
+            _ => {}
+        }
+    }
+    line
+}
+
+fn strings_in(s: &str) -> Vec<String> {
+    s.split('"').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+/// Keys as "section.key".
+pub fn parse_toml(text: &str) -> Result<BTreeMap<String, Value>, String> {
+    let mut out = BTreeMap::new();
+    let mut section = String::new();
+    let mut pending: Option<(String, String)> = None;
+    for (n, raw) in text.lines().enumerate() {
+        let line = strip_comment(raw).trim();
+        if let Some((key, acc)) = pending.as_mut() {
+            acc.push_str(line);
+            if line.contains(']') {
+                out.insert(key.clone(), Value::List(strings_in(acc)));
+                pending = None;
+            }
+            continue;
+        }
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = format!("{}.", name.trim());
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| format!("line {}: not `key = value`: {raw}", n + 1))?;
+        let key = format!("{section}{}", key.trim());
+        let value = value.trim();
+        if value.starts_with('[') {
+            if value.contains(']') {
+                out.insert(key, Value::List(strings_in(value)));
+            } else {
+                pending = Some((key, value.to_owned()));
+            }
+        } else if let Some(s) = value.strip_prefix('"') {
+            let s = s
+                .strip_suffix('"')
+                .ok_or_else(|| format!("line {}: unterminated string: {raw}", n + 1))?;
+            if s.contains('\\') {
+                return Err(format!("line {}: escapes are not read here: {raw}", n + 1));
+            }
+            out.insert(key, Value::Str(s.to_owned()));
+        } else if value.starts_with('{') {
+            return Err(format!(
+                "line {}: inline tables are not read here: {raw}",
+                n + 1
+            ));
+        } else {
+            out.insert(key, Value::Bare(value.to_owned()));
+        }
+    }
+    Ok(out)
+}
+
+/// `pub const NAME: T = VALUE;` or `name: VALUE,` in a Rust source file.
+fn rust_value(source: &str, name: &str) -> Option<String> {
+    source.lines().find_map(|l| {
+        let l = l.trim();
+        let rest = l
+            .strip_prefix(&format!("pub const {name}:"))
+            .or_else(|| l.strip_prefix(&format!("const {name}:")))
+            .and_then(|r| r.split_once('=').map(|(_, v)| v))
+            .or_else(|| l.strip_prefix(&format!("{name}:")))?;
+        let value = rest.trim().trim_end_matches([';', ',']).trim();
+        // 19_456 -> 19456; Duration::from_secs(5 * 60) -> "300 s".
+        Some(match value.strip_prefix("Duration::from_secs(") {
+            Some(expr) => {
+                let secs: Option<u64> = expr
+                    .trim_end_matches(')')
+                    .split('*')
+                    .map(|n| n.trim().replace('_', "").parse::<u64>().ok())
+                    .product();
+                secs.map_or(value.to_owned(), |s| format!("{s} s"))
+            }
+            None if value.chars().all(|c| c.is_ascii_digit() || c == '_') => value.replace('_', ""),
+            None => value.to_owned(),
+        })
+    })
+}
+
+/// One IXIT field: its name, the value, and where the value came from.
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub name: String,
+    pub value: String,
+    pub source: String,
+}
+
+/// One IXIT sheet (TS 103 701 numbering).
+#[derive(Debug, Clone)]
+pub struct Sheet {
+    pub id: String,
+    pub title: String,
+    /// Entries ("AuthMech-1 ...") with their fields.
+    pub entries: Vec<(String, Vec<Field>)>,
+}
+
+/// One ICS row.
+#[derive(Debug, Clone)]
+pub struct IcsRow {
+    pub id: String,
+    pub status: String,
+    pub requirement: String,
+    /// Y, N or NA.
+    pub support: String,
+    pub detail: String,
+}
+
+/// Both documents, and the facts the conceptual test cases check.
+#[derive(Debug, Clone)]
+pub struct Documents {
+    pub ics: Vec<IcsRow>,
+    pub ixit: Vec<Sheet>,
+    pub password_min: usize,
+    pub model: String,
+    pub hardware_revision: String,
+    pub support_end: String,
+    pub contacts: Vec<String>,
+    pub acknowledgement: String,
+    pub status_updates: String,
+    pub policy_url: String,
+}
+
+/// The provisions of 5.1-5.3 with their EN 303 645 V3.1.3 status (Table
+/// B.1; see ../shared notes: statuses as summarised there) and the
+/// requirement in a few words.
+const PROVISIONS: &[(&str, &str, &str)] = &[
+    (
+        "5.1-1",
+        "M F(a)",
+        "Passwords, outside the factory default, are unique per device or defined by the user",
+    ),
+    (
+        "5.1-2",
+        "M F(b)",
+        "Pre-installed unique passwords are generated so as to resist automated attacks on a device class",
+    ),
+    (
+        "5.1-2A",
+        "R",
+        "Passwords for machine-to-machine authentication",
+    ),
+    (
+        "5.1-3",
+        "M F(c)",
+        "User authentication uses best practice cryptography",
+    ),
+    (
+        "5.1-4",
+        "M F(d)",
+        "A simple way for the user to change the authentication value",
+    ),
+    (
+        "5.1-5",
+        "M C(14) F(e)",
+        "Brute force over network interfaces is impracticable",
+    ),
+    (
+        "5.2-1",
+        "M",
+        "A published vulnerability disclosure policy with contact information and timelines",
+    ),
+    (
+        "5.2-2",
+        "R",
+        "Disclosed vulnerabilities are acted on in a timely manner",
+    ),
+    (
+        "5.2-3",
+        "R",
+        "Vulnerabilities are monitored, identified and rectified during the support period",
+    ),
+    (
+        "5.3-1",
+        "R F(f)",
+        "All software components are securely updateable",
+    ),
+    (
+        "5.3-2",
+        "M C(15)",
+        "An update mechanism for the secure installation of updates",
+    ),
+    (
+        "5.3-3",
+        "M F(g)",
+        "Updates are simple for the user to apply",
+    ),
+    (
+        "5.3-4A",
+        "R F(g)",
+        "Updates are configurable to be automatic",
+    ),
+    (
+        "5.3-4B",
+        "R F(h)",
+        "Automatic updates are enabled at initialization",
+    ),
+    (
+        "5.3-5",
+        "R F(g)",
+        "The device checks for security updates after initialization, then periodically",
+    ),
+    (
+        "5.3-6A",
+        "R F(h)",
+        "Automatic updates are on in the initialized state; the user can enable, disable, postpone",
+    ),
+    (
+        "5.3-6B",
+        "R F(i)",
+        "Update notifications are on in the initialized state; the user can enable, disable, postpone",
+    ),
+    (
+        "5.3-7",
+        "M F(g)",
+        "The update mechanism uses best practice cryptography",
+    ),
+    ("5.3-8", "M C(12)", "Security updates are timely"),
+    (
+        "5.3-9",
+        "R F(g)",
+        "The device verifies the authenticity and integrity of software updates",
+    ),
+    (
+        "5.3-10",
+        "M F(j)",
+        "Updates over a network are verified through a trust relationship",
+    ),
+    (
+        "5.3-11",
+        "R C(12)",
+        "The user is told that a security update is required and what risks it mitigates",
+    ),
+    (
+        "5.3-12",
+        "R C(12)",
+        "The user is warned when an update will disrupt the device's basic functioning",
+    ),
+    (
+        "5.3-13",
+        "M",
+        "The defined support period is published, accessibly, clearly and transparently",
+    ),
+    (
+        "5.3-14",
+        "R C(3)",
+        "Non-updatable devices: the rationale, the hardware replacement and the support period are published",
+    ),
+    ("5.3-15A", "R C(3)", "Non-updatable devices are isolable"),
+    (
+        "5.3-15B",
+        "R C(3)",
+        "Non-updatable devices have replaceable hardware",
+    ),
+    (
+        "5.3-16",
+        "M",
+        "The model designation is clearly recognisable",
+    ),
+];
+
+/// docs/compliance.md rows: provision id -> (status cell, how Hearth meets it).
+/// A row may cover several ids ("5.3-7, 5.3-9, 5.3-10", "5.3-3 … 5.3-6").
+pub fn compliance_rows(text: &str) -> BTreeMap<String, (String, String)> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let cells: Vec<&str> = line
+            .trim()
+            .trim_matches('|')
+            .split('|')
+            .map(str::trim)
+            .collect();
+        if cells.len() < 3 || !cells[0].starts_with("5.") {
+            continue;
+        }
+        // "5.3-7, 5.3-9, 5.3-10 verified updates ..." or "5.3-3 … 5.3-6, 5.3-8 automatic ...".
+        let words: Vec<&str> = cells[0]
+            .split_whitespace()
+            .map(|w| w.trim_end_matches(','))
+            .take_while(|w| w.starts_with("5.") || *w == "…" || *w == "...")
+            .collect();
+        let mut ids = Vec::new();
+        let mut i = 0;
+        while i < words.len() {
+            if (words[i] == "…" || words[i] == "...") && i > 0 && i + 1 < words.len() {
+                let from = number_of(words[i - 1]);
+                let to = number_of(words[i + 1]);
+                let group = words[i - 1].split('-').next().unwrap_or("");
+                if let (Some(a), Some(b)) = (from, to) {
+                    for n in a + 1..b {
+                        ids.push(format!("{group}-{n}"));
+                    }
+                }
+            } else {
+                ids.push(words[i].to_owned());
+            }
+            i += 1;
+        }
+        for id in ids {
+            out.insert(id, (cells[1].replace("**", ""), cells[2].to_owned()));
+        }
+    }
+    out
+}
+
+fn number_of(id: &str) -> Option<u32> {
+    id.rsplit('-')
+        .next()?
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+        .parse()
+        .ok()
+}
+
+fn read(repo: &Path, rel: &str) -> Result<String, String> {
+    std::fs::read_to_string(repo.join(rel)).map_err(|e| format!("{rel}: {e}"))
+}
+
+fn f(name: &str, value: impl Into<String>, source: &str) -> Field {
+    Field {
+        name: name.to_owned(),
+        value: value.into(),
+        source: source.to_owned(),
+    }
+}
+
+/// Builds both documents from the repository at `repo`.
+pub fn generate(repo: &Path) -> Result<Documents, String> {
+    let vendor =
+        parse_toml(&read(repo, VENDOR_FILE)?).map_err(|e| format!("{VENDOR_FILE}: {e}"))?;
+    let config =
+        parse_toml(&read(repo, CONFIG_FILE)?).map_err(|e| format!("{CONFIG_FILE}: {e}"))?;
+    let policy = read(repo, POLICY_RS)?;
+    let hashing = read(repo, HASHING_RS)?;
+    let setup = read(repo, SETUP_CODE_RS)?;
+    let throttle = read(repo, THROTTLE_RS)?;
+    let settings = read(repo, SETTINGS_RS)?;
+    let compliance = compliance_rows(&read(repo, COMPLIANCE_MD)?);
+
+    let v = |key: &str| -> Result<String, String> {
+        vendor
+            .get(key)
+            .map(Value::text)
+            .ok_or_else(|| format!("{VENDOR_FILE} has no {key}"))
+    };
+    let list = |key: &str| -> Vec<String> {
+        match vendor.get(key) {
+            Some(Value::List(l)) => l.clone(),
+            Some(other) => vec![other.text()],
+            None => Vec::new(),
+        }
+    };
+    let code = |src: &str, file: &str, name: &str| -> Result<String, String> {
+        rust_value(src, name).ok_or_else(|| format!("{file} has no {name}"))
+    };
+    let parse_usize = |s: String, what: &str| -> Result<usize, String> {
+        s.parse()
+            .map_err(|_| format!("{what}: {s:?} is not a number"))
+    };
+
+    let (password_min, min_source) = match config.get("credentials.password_min_length") {
+        Some(value) => (
+            parse_usize(value.text(), "credentials.password_min_length")?,
+            format!("{CONFIG_FILE} [credentials] password_min_length"),
+        ),
+        None => (
+            parse_usize(
+                code(&policy, POLICY_RS, "DEFAULT_MIN_CHARS")?,
+                "DEFAULT_MIN_CHARS",
+            )?,
+            format!(
+                "{POLICY_RS} DEFAULT_MIN_CHARS (the shipped {CONFIG_FILE} does not set credentials.password_min_length)"
+            ),
+        ),
+    };
+    let password_max = parse_usize(code(&policy, POLICY_RS, "MAX_CHARS")?, "MAX_CHARS")?;
+    let absolute_min = code(&policy, POLICY_RS, "ABSOLUTE_MIN_CHARS")?;
+    let memory_kib = code(&hashing, HASHING_RS, "OWASP_MEMORY_KIB")?;
+    let iterations = code(&hashing, HASHING_RS, "OWASP_ITERATIONS")?;
+    let alphabet = code(&setup, SETUP_CODE_RS, "ALPHABET")?;
+    let alphabet = alphabet
+        .trim_start_matches("b\"")
+        .trim_end_matches('"')
+        .to_owned();
+    let code_len = parse_usize(code(&setup, SETUP_CODE_RS, "LEN")?, "LEN")?;
+    let bits = (code_len as f64) * (alphabet.len() as f64).log2();
+    let free = code(&throttle, THROTTLE_RS, "free_failures")?;
+    let lockout_threshold = code(&throttle, THROTTLE_RS, "lockout_threshold")?;
+    let lockout_window = code(&throttle, THROTTLE_RS, "lockout_window")?;
+    let max_backoff = code(&throttle, THROTTLE_RS, "max_backoff")?;
+    let automatic_updates_default = code(&settings, SETTINGS_RS, "automatic_updates")? == "true";
+
+    let contacts = list("disclosure.contacts");
+    let model = v("product.model")?;
+    let hardware_revision = v("product.hardware_revision")?;
+    let support_end = v("support.end_date")?;
+    let acknowledgement = v("disclosure.acknowledgement")?;
+    let status_updates = v("disclosure.status_updates")?;
+    let policy_url = v("disclosure.policy_url")?;
+    let vf = |k: &str| format!("{VENDOR_FILE} {k}");
+
+    let ixit = vec![
+        Sheet {
+            id: "1-AuthMech".into(),
+            title: "Authentication mechanisms".into(),
+            entries: vec![
+                (
+                    "AuthMech-1: the owner's password (web UI and HTTPS API)".into(),
+                    vec![
+                        f(
+                            "Description",
+                            "The one user account of the device. No password exists in the factory state: the owner defines it when claiming the device with its setup code (AuthMech-2), and every protected page and API call answers \"not set up\" until then.",
+                            "docs/compliance.md 5.1-1",
+                        ),
+                        f(
+                            "Authentication factor",
+                            "knowledge (password), user-defined",
+                            "design",
+                        ),
+                        f(
+                            "Password minimum length",
+                            password_min.to_string(),
+                            &min_source,
+                        ),
+                        f(
+                            "Password maximum length",
+                            password_max.to_string(),
+                            &format!("{POLICY_RS} MAX_CHARS"),
+                        ),
+                        f(
+                            "Lowest minimum a vendor may configure",
+                            absolute_min,
+                            &format!("{POLICY_RS} ABSOLUTE_MIN_CHARS"),
+                        ),
+                        f(
+                            "Other password rules",
+                            "NFKC normalisation; a blocklist of the 100,000 most common breached passwords plus context words (vendor, product, model); no composition rules; no expiry (NIST SP 800-63B-4)",
+                            "docs/compliance.md",
+                        ),
+                        f(
+                            "Storage",
+                            format!(
+                                "argon2id, m = {memory_kib} KiB, t = {iterations}, p = 1, 16-byte random salt; re-hashed when the parameters are raised"
+                            ),
+                            &format!("{HASHING_RS} OWASP_MEMORY_KIB, OWASP_ITERATIONS"),
+                        ),
+                        f(
+                            "Cryptography in transit",
+                            "TLS 1.3 and 1.2 only (rustls with ring), a per-device certificate made on first boot whose SHA-256 fingerprint the console shows; session: 256-bit random token in a __Host- cookie, HttpOnly, Secure, SameSite=Strict, with a CSRF token",
+                            "docs/hardening.md, docs/compliance.md 5.1-3",
+                        ),
+                        f(
+                            "Brute-force protection",
+                            format!(
+                                "per client address and per account: {free} failures without delay, then a delay doubling from 1 s up to {max_backoff}, and from the {lockout_threshold}th consecutive failure a lockout of {lockout_window} per failure; a global ceiling; at most two password checks at once. Every delay ends, so the owner is never locked out for good"
+                            ),
+                            &format!("{THROTTLE_RS} ThrottleConfig::default()"),
+                        ),
+                        f(
+                            "How to change it",
+                            "Settings, Change password: needs the current password; logs out every other session",
+                            "docs/compliance.md 5.1-4",
+                        ),
+                    ],
+                ),
+                (
+                    "AuthMech-2: the setup code (claiming the device)".into(),
+                    vec![
+                        f(
+                            "Description",
+                            "A pre-installed password unique per device, used once, to claim the device and set the owner's password. Shown on the serial console (and on the label from the production line).",
+                            "docs/compliance.md 5.1-2",
+                        ),
+                        f(
+                            "Generation",
+                            format!(
+                                "{code_len} symbols drawn uniformly from a {}-symbol alphabet ({alphabet}) by the operating system's random source (ring SystemRandom), about {bits:.0} bits; not derived from serial number, MAC address, time or model; degenerate draws (one symbol repeated, runs) are rejected",
+                                alphabet.len()
+                            ),
+                            &format!("{SETUP_CODE_RS} ALPHABET, LEN"),
+                        ),
+                        f(
+                            "Storage",
+                            "only its argon2id hash; it works once, and the production line's file is deleted once the hash is stored",
+                            "docs/compliance.md 5.1-2",
+                        ),
+                        f(
+                            "Brute-force protection",
+                            "the same throttle as AuthMech-1",
+                            THROTTLE_RS,
+                        ),
+                    ],
+                ),
+                (
+                    "AuthMech-3: operating-system accounts".into(),
+                    vec![f(
+                        "Description",
+                        "Every account in /etc/shadow is locked (the image build fails otherwise); no getty autologin, no SSH or telnet server",
+                        "docs/hardening.md, qemu/build-image",
+                    )],
+                ),
+                (
+                    "AuthMech-4: the fleet link (machine to machine)".into(),
+                    vec![f(
+                        "Description",
+                        "MQTT over TLS to the vendor's broker, authenticated by the device's own client certificate and the vendor's CA; no password. Off unless the vendor configures [fleet]",
+                        "docs/mqtt.md",
+                    )],
+                ),
+            ],
+        },
+        Sheet {
+            id: "2-UserInfo".into(),
+            title: "Information published for the user".into(),
+            entries: vec![(
+                "UserInfo".into(),
+                vec![
+                    f(
+                        "Disclosure policy",
+                        format!(
+                            "{policy_url}; on the device without an account: /.well-known/security.txt and the Security page"
+                        ),
+                        &vf("disclosure.policy_url"),
+                    ),
+                    f("Contacts", contacts.join(", "), &vf("disclosure.contacts")),
+                    f(
+                        "Acknowledgement timeline",
+                        acknowledgement.clone(),
+                        &vf("disclosure.acknowledgement"),
+                    ),
+                    f(
+                        "Status-update timeline",
+                        status_updates.clone(),
+                        &vf("disclosure.status_updates"),
+                    ),
+                    f(
+                        "Defined support period",
+                        format!(
+                            "security updates until at least {support_end}; published at {} and on the device's Security page, dashboard, console and os-release (SUPPORT_END)",
+                            v("support.url")?
+                        ),
+                        &vf("support.end_date, support.url"),
+                    ),
+                    f(
+                        "Model designation",
+                        format!(
+                            "{model}, hardware revision {hardware_revision} ({}); on the label, the Security page, the dashboard and the console",
+                            v("product.name")?
+                        ),
+                        &vf("product.model, product.hardware_revision"),
+                    ),
+                    f(
+                        "How to change the password",
+                        "Settings, Change password",
+                        "web-ui/settings.html",
+                    ),
+                ],
+            )],
+        },
+        Sheet {
+            id: "3-VulnTypes".into(),
+            title: "Vulnerability types and the action on them".into(),
+            entries: vec![(
+                "VulnTypes".into(),
+                vec![f(
+                    "Action",
+                    "VENDOR TO FILL IN: the reference vendor is fictional; docs/disclosure.md has the template (triage, fix, release through the signed update path)",
+                    "docs/disclosure.md",
+                )],
+            )],
+        },
+        Sheet {
+            id: "4-Conf".into(),
+            title: "Confirmations by the vendor".into(),
+            entries: vec![(
+                "Conf".into(),
+                vec![f(
+                    "Confirmations",
+                    "VENDOR TO FILL IN: timely action (5.2-2), monitoring (5.2-3) and timely security updates (5.3-8) are the vendor's process, which a reference firmware cannot confirm",
+                    "EN 303 645 / TS 103 701",
+                )],
+            )],
+        },
+        Sheet {
+            id: "5-VulnMon".into(),
+            title: "Vulnerability monitoring".into(),
+            entries: vec![(
+                "VulnMon".into(),
+                vec![f(
+                    "Monitoring",
+                    "cargo deny (licences, bans, sources) in CI; the RustSec advisories check needs an offline database that is not set up yet; the Yocto sbom-cve-check fragment for the OS (docs/disclosure.md). VENDOR TO FILL IN: who watches, how often",
+                    "docs/conformance.md, docs/disclosure.md",
+                )],
+            )],
+        },
+        Sheet {
+            id: "6-SoftComp".into(),
+            title: "Software components".into(),
+            entries: vec![(
+                "SoftComp".into(),
+                vec![
+                    f(
+                        "hearthd, its configuration and the vendor file",
+                        "updatable: part of the root filesystem slot image",
+                        "docs/boot.md",
+                    ),
+                    f(
+                        "Operating system (kernel, initramfs, libraries, SWUpdate)",
+                        "updatable: part of the root filesystem slot image (A/B)",
+                        "docs/boot.md",
+                    ),
+                    f(
+                        "Boot loader (GRUB on the ESP) and its environment",
+                        "the GRUB binary and grub.cfg on the ESP are not rewritten by a slot update; the environment is (boot counter, active slot)",
+                        "docs/boot.md",
+                    ),
+                ],
+            )],
+        },
+        Sheet {
+            id: "7-UpdMech".into(),
+            title: "Update mechanisms".into(),
+            entries: vec![(
+                "UpdMech-1: signed A/B image update".into(),
+                vec![
+                    f(
+                        "Description",
+                        "SWUpdate writes the inactive slot; GRUB boots it with a boot counter and falls back on failure",
+                        "docs/boot.md, docs/update-security.md",
+                    ),
+                    f(
+                        "Cryptography",
+                        "a signed manifest (ECDSA P-256, keys certified by the vendor's root, expiry, model and hardware binding, version and security-version floors, size cap) checked before any byte is fetched; SWUpdate checks the .swu's CMS signature and every image's SHA-256",
+                        "docs/update-security.md",
+                    ),
+                    f(
+                        "Trust anchor",
+                        "the vendor's root public key in the image",
+                        "docs/update-security.md",
+                    ),
+                    f(
+                        "Delivery",
+                        "announcement over MQTT and download over HTTPS: in progress (issue 6); see the ICS rows for 5.3",
+                        "docs/compliance.md",
+                    ),
+                ],
+            )],
+        },
+        Sheet {
+            id: "8-UpdProc".into(),
+            title: "Update procedures".into(),
+            entries: vec![(
+                "UpdProc".into(),
+                vec![f(
+                    "Timeliness",
+                    "VENDOR TO FILL IN: how fast a security fix is released after a report (the policy's timelines cover the communication, not the fix)",
+                    "docs/disclosure.md",
+                )],
+            )],
+        },
+        Sheet {
+            id: "9-ReplSup".into(),
+            title: "Support period and replacement".into(),
+            entries: vec![(
+                "ReplSup".into(),
+                vec![
+                    f(
+                        "Support period end",
+                        support_end.clone(),
+                        &vf("support.end_date"),
+                    ),
+                    f("Published at", v("support.url")?, &vf("support.url")),
+                    f(
+                        "Product placed on the market",
+                        v("support.release_date").unwrap_or_else(|_| "(the build date)".into()),
+                        &vf("support.release_date"),
+                    ),
+                    f(
+                        "Hardware replacement",
+                        "not applicable: every component is updatable (5.3-14 and 5.3-15 do not apply)",
+                        "docs/compliance.md",
+                    ),
+                ],
+            )],
+        },
+        Sheet {
+            id: "26-UserDec".into(),
+            title: "Decisions the user can make".into(),
+            entries: vec![(
+                "UserDec".into(),
+                vec![
+                    f(
+                        "Automatic updates",
+                        format!(
+                            "a setting, {} by default",
+                            if automatic_updates_default {
+                                "on"
+                            } else {
+                                "off"
+                            }
+                        ),
+                        &format!("{SETTINGS_RS} Settings::default()"),
+                    ),
+                    f(
+                        "Postpone an update",
+                        "POST /api/update/postpone (issue 6, in progress)",
+                        "daemon/src/web.rs",
+                    ),
+                ],
+            )],
+        },
+    ];
+
+    let ics = PROVISIONS
+        .iter()
+        .map(|(id, status, requirement)| {
+            // 5.3-4A/4B, 6A/6B, 15A/15B share their V2 row; 5.1-2A is new in V3.
+            let base = id.trim_end_matches(['A', 'B']);
+            let row = compliance
+                .get(*id)
+                .or_else(|| (*id != "5.1-2A").then(|| compliance.get(base)).flatten());
+            let (support, detail) = match row {
+                Some((state, how)) => {
+                    let s = state.to_lowercase();
+                    let support = if s.contains("not applicable") {
+                        "NA"
+                    } else if s.contains("not yet") {
+                        "N"
+                    } else {
+                        "Y"
+                    };
+                    let qualifier = if s.contains("partly") {
+                        "Partly met. "
+                    } else if s.contains("process") {
+                        "The vendor's process. "
+                    } else if s.contains("not yet") {
+                        "Not yet met. "
+                    } else {
+                        ""
+                    };
+                    (support.to_owned(), format!("{qualifier}{how}"))
+                }
+                None if *id == "5.1-2A" => (
+                    "NA".to_owned(),
+                    "No password is used for machine-to-machine authentication: the fleet link uses TLS client certificates (1-AuthMech AuthMech-4).".to_owned(),
+                ),
+                None => (
+                    "N".to_owned(),
+                    "NO ENTRY in docs/compliance.md: needs a decision and, for a recommendation, a justification (5.0-1).".to_owned(),
+                ),
+            };
+            IcsRow {
+                id: (*id).to_owned(),
+                status: (*status).to_owned(),
+                requirement: (*requirement).to_owned(),
+                support,
+                detail,
+            }
+        })
+        .collect();
+
+    Ok(Documents {
+        ics,
+        ixit,
+        password_min,
+        model,
+        hardware_revision,
+        support_end,
+        contacts,
+        acknowledgement,
+        status_updates,
+        policy_url,
+    })
+}
+
+const PREAMBLE: &str = "Generated by the conformance suite (`tests/conformance/ics.rs`) from the vendor file, the \
+    shipped configuration, the code's defaults and `docs/compliance.md`; each value names its source. \
+    Do not edit: change the source and run `cargo test -p system-tests --test conformance vendor_documents`. \
+    The reference vendor is fictional (docs/disclosure.md): a fork regenerates these from its own vendor file \
+    and fills in the fields marked VENDOR TO FILL IN.";
+
+impl Documents {
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let mut ics = String::new();
+        let _ = writeln!(
+            ics,
+            "# Implementation Conformance Statement: EN 303 645 5.1, 5.2, 5.3\n"
+        );
+        let _ = writeln!(ics, "{PREAMBLE}\n");
+        let _ = writeln!(
+            ics,
+            "Status (EN 303 645 V3.1.3 Table B.1): M mandatory, R recommended, C(n) conditional, F(x) only with feature x. Support: Y, N, NA.\n"
+        );
+        let _ = writeln!(
+            ics,
+            "| provision | status | requirement | support | detail |"
+        );
+        let _ = writeln!(ics, "|---|---|---|---|---|");
+        for r in &self.ics {
+            let _ = writeln!(
+                ics,
+                "| {} | {} | {} | {} | {} |",
+                r.id,
+                r.status,
+                r.requirement,
+                r.support,
+                r.detail.replace('|', "/")
+            );
+        }
+        std::fs::write(dir.join("ics.md"), ics)?;
+        let mut ixit = String::new();
+        let _ = writeln!(
+            ixit,
+            "# IXIT: extra information for testing (TS 103 701), 5.1-5.3\n"
+        );
+        let _ = writeln!(ixit, "{PREAMBLE}\n");
+        for s in &self.ixit {
+            let _ = writeln!(ixit, "## {} {}\n", s.id, s.title);
+            for (entry, fields) in &s.entries {
+                let _ = writeln!(ixit, "### {entry}\n");
+                let _ = writeln!(ixit, "| field | value | source |");
+                let _ = writeln!(ixit, "|---|---|---|");
+                for f in fields {
+                    let _ = writeln!(
+                        ixit,
+                        "| {} | {} | {} |",
+                        f.name,
+                        f.value.replace('|', "/"),
+                        f.source.replace('|', "/")
+                    );
+                }
+                let _ = writeln!(ixit);
+            }
+        }
+        std::fs::write(dir.join("ixit.md"), ixit)?;
+        let ics_json = json!({
+            "document": "ICS, EN 303 645 Annex B pro forma, provisions 5.1-5.3",
+            "generated_from": [VENDOR_FILE, CONFIG_FILE, COMPLIANCE_MD],
+            "rows": self.ics.iter().map(|r| json!({
+                "provision": r.id, "status": r.status, "requirement": r.requirement,
+                "support": r.support, "detail": r.detail,
+            })).collect::<Vec<_>>(),
+        });
+        let ixit_json = json!({
+            "document": "IXIT, TS 103 701, sheets used by 5.1-5.3",
+            "sheets": self.ixit.iter().map(|s| json!({
+                "id": s.id, "title": s.title,
+                "entries": s.entries.iter().map(|(e, fields)| json!({
+                    "entry": e,
+                    "fields": fields.iter().map(|f| json!({"name": f.name, "value": f.value, "source": f.source})).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        });
+        let pretty =
+            |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
+        std::fs::write(dir.join("ics.json"), pretty(&ics_json))?;
+        std::fs::write(dir.join("ixit.json"), pretty(&ixit_json))
+    }
+}
+
+/// Generates the ICS and IXIT without a device (fast; also part of the suite).
+#[test]
+fn vendor_documents() {
+    let docs = generate(&system_tests::repo_root()).expect("generate the ICS and IXIT");
+    let dir = system_tests::artifacts_dir().join("conformance");
+    docs.write(&dir).expect("write the ICS and IXIT");
+    assert_eq!(docs.ics.len(), PROVISIONS.len());
+    assert!(docs.password_min >= 8, "{}", docs.password_min);
+    eprintln!("ICS and IXIT written to {}", dir.display());
+}
+
+#[test]
+fn toml_subset() {
+    let t = parse_toml(
+        "# c\n[a]\nname = \"x # not a comment\" # comment\nlist = [\n  \"p\",\n  \"q\",\n]\nday = 2031-12-31\n[b]\nn = 3\n",
+    )
+    .expect("parses");
+    assert_eq!(t["a.name"], Value::Str("x # not a comment".into()));
+    assert_eq!(t["a.list"], Value::List(vec!["p".into(), "q".into()]));
+    assert_eq!(t["a.day"], Value::Bare("2031-12-31".into()));
+    assert_eq!(t["b.n"], Value::Bare("3".into()));
+    assert!(parse_toml("[a]\nx = { y = 1 }\n").is_err());
+}
+
+#[test]
+fn compliance_ids_expand() {
+    let rows = compliance_rows(
+        "| 5.3-7, 5.3-9, 5.3-10 verified updates | M/R, **partly** | how | c | t |\n| 5.3-3 … 5.3-6, 5.3-8 automatic | R/M, **not yet** | h | c | t |\n",
+    );
+    for id in [
+        "5.3-7", "5.3-9", "5.3-10", "5.3-3", "5.3-4", "5.3-5", "5.3-6", "5.3-8",
+    ] {
+        assert!(rows.contains_key(id), "{id}: {rows:?}");
+    }
+    assert_eq!(rows["5.3-4"].0, "R/M, not yet");
+}
+
+#[test]
+fn rust_values() {
+    let src = "pub const LEN: usize = 10;\n        lockout_threshold: 10,\n pub const OWASP_MEMORY_KIB: u32 = 19_456;\n lockout_window: Duration::from_secs(5 * 60),";
+    assert_eq!(rust_value(src, "LEN").as_deref(), Some("10"));
+    assert_eq!(rust_value(src, "lockout_threshold").as_deref(), Some("10"));
+    assert_eq!(
+        rust_value(src, "OWASP_MEMORY_KIB").as_deref(),
+        Some("19456")
+    );
+}
