@@ -1,5 +1,5 @@
-SUMMARY = "Hearth A/B boot script (boot.scr) for U-Boot with the bootcount pattern"
-DESCRIPTION = "Fills the board values into boot.cmd and compiles it with mkimage. It picks slot A or B from the U-Boot environment and relies on U-Boot's bootcount/altbootcmd to fall back after a failed trial boot."
+SUMMARY = "Hearth A/B boot script (boot.scr) for U-Boot with a counted trial boot"
+DESCRIPTION = "Fills the board values into boot.cmd and compiles it with mkimage. It boots slot A or B from the U-Boot environment; while SWUpdate's ustate is 1 (installed, not committed) it counts boots and falls back to the other slot once bootlimit is reached."
 HOMEPAGE = "https://example.com/hearth"
 BUGTRACKER = "https://example.com/hearth/issues"
 SECTION = "bootloaders"
@@ -33,6 +33,11 @@ KERNEL_BOOTCMD ?= "booti"
 do_configure[noexec] = "1"
 
 do_compile() {
+    # setexpr counts in hexadecimal, test -ge compares decimals: equal up to 9.
+    case "${HEARTH_BOOTLIMIT}" in
+        [1-9]) ;;
+        *) bbfatal "HEARTH_BOOTLIMIT is '${HEARTH_BOOTLIMIT}': set it to a number of trial boots from 1 to 9" ;;
+    esac
     sed -e 's#@@HEARTH_BOOTLIMIT@@#${HEARTH_BOOTLIMIT}#g' \
         -e 's#@@HEARTH_BOOT_IF@@#${HEARTH_UBOOT_BOOT_IF}#g' \
         -e 's#@@HEARTH_BOOT_DEV@@#${HEARTH_UBOOT_BOOT_DEV}#g' \

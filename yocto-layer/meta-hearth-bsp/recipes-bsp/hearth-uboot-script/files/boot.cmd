@@ -1,31 +1,49 @@
 # Hearth A/B boot script for U-Boot (Raspberry Pi 4/5, qemuarm64).
 # The one copy in the repository: hearth-uboot-script fills in the board
 # values (names between double at-signs) and compiles it into boot.scr;
-# yocto-layer/scripts/check compiles it for every board in CI.
+# yocto-layer/scripts/check compiles it for every board in CI, and
+# qemu/uboot-arm64 boots it in QEMU for tests/system/uboot.rs.
 #
 # Slots: hearth_slot=A boots partition 2, B partition 3 (1 = boot, 4 = /data).
-# The bootcount pattern (U-Boot CONFIG_BOOTCOUNT_LIMIT + CONFIG_BOOTCOUNT_ENV,
-# environment stored twice with CONFIG_ENV_REDUNDANT):
-#   - an update (SWUpdate bootenv) sets hearth_slot=<new>, upgrade_available=1
-#     and bootcount=0;
-#   - while upgrade_available=1, U-Boot adds 1 to bootcount at every boot and
-#     saves it; once bootcount > bootlimit it runs altbootcmd instead of
-#     bootcmd;
-#   - altbootcmd (set below) swaps hearth_slot back, clears
-#     upgrade_available and bootcount, sets ustate=3 (SWUpdate's "failed")
-#     and boots;
-#   - the new system confirms itself (hearthd sets upgrade_available=0,
-#     bootcount=0, ustate=0), after which no more counting happens.
-# With bootlimit=1 the new slot gets exactly one trial boot.
+# The trial is keyed on SWUpdate's own update state, ustate, so that the new
+# system commits itself with one SWUpdate IPC call (SET_UPDATE_STATE '0'):
+#   - an update arms the trial in ONE environment write (SWUpdate bootenv):
+#     hearth_slot=<new>, bootcount=0, ustate=1 (INSTALLED);
+#   - while ustate=1 this script adds 1 to bootcount and saves it before each
+#     boot; once bootcount >= bootlimit the slot has had its trial boots and
+#     did not commit: hearth_slot goes back to the other slot, bootcount=0,
+#     ustate=3 (SWUpdate's FAILED), saved, and that slot boots;
+#   - the commit: SWUpdate writes ustate=0, after which nothing is counted;
+#   - a trial slot whose kernel cannot be loaded resets the board at once, so
+#     the next boot falls back.
+# With bootlimit=1 the new slot gets exactly one trial boot. A trial boot that
+# hangs instead of resetting needs the board's watchdog to reset it.
+# setexpr counts in hexadecimal and test -ge compares decimals: the two agree
+# up to 9, so the recipe allows a bootlimit of 1 to 9.
+# The environment is stored twice (CONFIG_ENV_REDUNDANT), so a power cut
+# during saveenv leaves the previous copy.
 
-# First boot, or an environment written by an older script: set defaults.
+# First boot: save the environment once, so that the flash holds a complete
+# one (with bootcmd) before SWUpdate ever writes to it.
 if test "${hearth_env}" != "1"; then
     setenv hearth_env 1
     if test -z "${hearth_slot}"; then setenv hearth_slot A; fi
-    setenv bootlimit @@HEARTH_BOOTLIMIT@@
-    setenv upgrade_available 0
-    setenv bootcount 0
-    setenv altbootcmd 'echo "Hearth: slot ${hearth_slot} failed its trial boot, going back"; if test "${hearth_slot}" = "B"; then setenv hearth_slot A; else setenv hearth_slot B; fi; setenv upgrade_available 0; setenv bootcount 0; setenv ustate 3; saveenv; run bootcmd'
+    if test -z "${bootlimit}"; then setenv bootlimit @@HEARTH_BOOTLIMIT@@; fi
+    saveenv
+fi
+
+# The trial: count this boot, or fall back once the trial boots are used up.
+if test "${ustate}" = "1"; then
+    if test -z "${bootcount}"; then setenv bootcount 0; fi
+    if test ${bootcount} -ge ${bootlimit}; then
+        echo "Hearth: slot ${hearth_slot} used ${bootcount} of ${bootlimit} trial boot(s) without a commit; falling back"
+        if test "${hearth_slot}" = "B"; then setenv hearth_slot A; else setenv hearth_slot B; fi
+        setenv bootcount 0
+        setenv ustate 3
+    else
+        setexpr bootcount ${bootcount} + 1
+        echo "Hearth: trial boot ${bootcount} of ${bootlimit} of slot ${hearth_slot}"
+    fi
     saveenv
 fi
 
@@ -35,7 +53,7 @@ else
     setenv hearth_slot A
     setenv hearth_part 2
 fi
-echo "Hearth: booting slot ${hearth_slot} (partition ${hearth_part}), upgrade_available=${upgrade_available} bootcount=${bootcount}/${bootlimit}"
+echo "Hearth: booting slot ${hearth_slot} (partition ${hearth_part}), ustate=${ustate} bootcount=${bootcount}/${bootlimit}"
 
 # Kernel command line: the board's base arguments, then the slot.
 setenv bootargs "@@HEARTH_BOOTARGS@@"
@@ -52,11 +70,12 @@ fi
 
 # Only reached when the slot has no bootable kernel.
 echo "Hearth: no bootable kernel in slot ${hearth_slot}"
-if test "${upgrade_available}" = "1"; then
-    # A trial boot: reset, so bootcount rises and altbootcmd takes over.
+if test "${ustate}" = "1"; then
+    # A trial boot: reset, so that the next boot falls back.
+    echo "Hearth: slot ${hearth_slot} cannot boot its trial; resetting"
     reset
 fi
-# A confirmed slot that cannot boot: try the other one (this boot only,
+# A committed slot that cannot boot: try the other one (this boot only,
 # nothing is saved), then give up and reset.
 if test "${hearth_slot}" = "B"; then setenv hearth_slot A; setenv hearth_part 2; else setenv hearth_slot B; setenv hearth_part 3; fi
 echo "Hearth: trying slot ${hearth_slot} once"
