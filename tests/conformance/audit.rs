@@ -14,6 +14,8 @@ use crate::report::{Case, Verdict, excerpt};
 
 /// The console line the probe prints when it is done.
 const END: &str = "hearth-audit: end";
+/// How a deliberately skipped audit (HEARTH_AUDIT=0) explains itself.
+pub const SKIPPED: &str = "left out";
 /// The lynis hardening index this project aims for (issue 8).
 pub const LYNIS_TARGET: u32 = 75;
 
@@ -274,6 +276,10 @@ pub fn ss_case(audit: &Result<Audit, String>) -> Case {
     );
     let audit = match audit {
         Ok(a) => a,
+        Err(e) if e.starts_with(SKIPPED) => {
+            case.not_tested("ss", e);
+            return case;
+        }
         Err(e) => {
             case.check(
                 "ss",
@@ -349,8 +355,9 @@ fn image_unit(case: &mut Case, audit: &Audit) {
              (procps), their libraries and the probe unit. {} line(s) of the manifests differ, listed \
              below; any line besides those packages and their libraries (a newer Debian package, another \
              hearthd or layer file) means the audit image was built from different inputs, and the \
-             findings apply to the image under test only as far as those lines allow. ({} differ besides \
-             the three tool packages.) Boot and probe took {:.0} s.",
+             findings apply to the image under test only as far as those lines allow. {} line(s) are not \
+             the three tool packages themselves: their libraries, and any newer Debian package or other \
+             input. Boot and probe took {:.0} s.",
             audit.differences.len(),
             foreign.len(),
             audit.seconds
@@ -408,6 +415,10 @@ pub fn lynis_case(audit: &Result<Audit, String>) -> Case {
     );
     let audit = match audit {
         Ok(a) => a,
+        Err(e) if e.starts_with(SKIPPED) => {
+            case.not_tested("lynis", e);
+            return case;
+        }
         Err(e) => {
             case.check(
                 "lynis",

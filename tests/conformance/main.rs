@@ -17,6 +17,7 @@ mod hydra;
 mod ics;
 mod report;
 mod tools;
+mod weakened;
 
 use std::time::Instant;
 
@@ -38,10 +39,19 @@ fn timed(report: &mut Report, run: impl FnOnce() -> Case) {
     report.cases.push(case);
 }
 
+/// The suite and the weakened run each boot QEMU: one at a time.
+static ONE_DEVICE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn conformance_suite() {
+    let _one = ONE_DEVICE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let started = Instant::now();
-    let out_dir = system_tests::artifacts_dir().join("conformance");
+    // HEARTH_CONFORMANCE_OUT: the weakened run writes its report elsewhere.
+    let out_dir = std::env::var_os("HEARTH_CONFORMANCE_OUT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| system_tests::artifacts_dir().join("conformance"));
     std::fs::create_dir_all(&out_dir).expect("tests/artifacts/conformance");
     let mut report = Report {
         started: utc_now(),
@@ -99,7 +109,8 @@ fn conformance_suite() {
     ));
 
     // Order matters: 5.1-1 needs the factory state and makes the claim;
-    // 5.1-5 runs last of the login cases, as it leaves a throttle behind.
+    // 5.1-1-1 needs the password and no throttle; 5.1-5 and hydra run last
+    // of the login cases, as they provoke the throttle (each waits it out).
     let mut owner = functional::Owner::default();
     timed(&mut report, || functional::case_5_1_2(&dut));
     timed(&mut report, || functional::case_5_1_1(&dut, &mut owner));
@@ -130,7 +141,13 @@ fn conformance_suite() {
     drop(dut);
 
     // Inside the device: a second boot, of the audit image (ss and lynis).
-    let audit = audit::run(&out_dir);
+    // HEARTH_AUDIT=0 leaves it out (the weakened run does; it takes about
+    // 12 minutes under TCG).
+    let audit = if std::env::var("HEARTH_AUDIT").as_deref() == Ok("0") {
+        Err(format!("{}: HEARTH_AUDIT=0", audit::SKIPPED))
+    } else {
+        audit::run(&out_dir)
+    };
     if let Ok(a) = &audit {
         report.notes.push(format!(
             "the audit image (ss, lynis) was booted once more after the device under test: {:.0} s including the build check, the boot and lynis",
@@ -142,7 +159,7 @@ fn conformance_suite() {
 
     report.notes.extend(
         [
-            "Not covered by this cut: 5.1-2-2 across several fresh images (tests/system compares setup codes of two boots); 5.3-1 ... 5.3-12 (update misuse: MITM, flipped byte, rollback, resume) as conformance cases; conceptual test cases against ICS/IXIT documents, which are not generated yet; hydra, lynis, sectxt over HTTPS, cargo audit; the run against a deliberately weakened image (\"the suite can fail\").",
+            "Not covered yet: 5.1-2-2 across several fresh images (tests/system compares setup codes of two boots); 5.3-1 ... 5.3-12 (update misuse: MITM, flipped byte, rollback, resume) as conformance cases (issue 6); conceptual cases for 5.1-2, 5.1-3, 5.1-5 and 5.3; sectxt over HTTPS; cargo audit. The ICS and IXIT (ics.md, ixit.md) are generated from the vendor file, the shipped configuration, the code's defaults and docs/compliance.md; the weakened-image run is its own test (weakened/report.md).",
             "cargo deny (licenses, bans, sources) runs as its own CI stage, not in this report; advisories need an offline database snapshot, which is not set up.",
         ]
         .map(str::to_owned),
