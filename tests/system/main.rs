@@ -10,4 +10,5 @@ mod fallback;
 mod image;
 mod owner;
 mod reset;
+mod uboot;
 mod update;

@@ -1,0 +1,675 @@
+//! The Raspberry Pi's U-Boot A/B boot path in QEMU aarch64 (issue 7).
+//!
+//! `qemu/uboot-arm64` puts the layer's boot script (boot.cmd, filled in for
+//! qemuarm64 and compiled with mkimage) on a GPT test disk whose slots hold a
+//! Debian arm64 kernel, and boots it with U-Boot qemu_arm64 (built from
+//! Debian's u-boot source with the layer's environment fragments), keeping
+//! the environment twice in QEMU's second flash bank. The kernel has no root
+//! file system it can mount, so it stops at "Waiting for root device
+//! /dev/vdaN...": that line shows which slot U-Boot chose. The test then
+//! plays the watchdog (QEMU `system_reset`: a trial boot that did not
+//! commit) or pulls the plug (stops QEMU) to work on the environment from
+//! the host with the real tools: `fw_printenv`/`fw_setenv` (libubootenv) and
+//! the real `swupdate -B uboot`, committed over its IPC socket with
+//! `SET_UPDATE_STATE '0'` as hearthd does on the device.
+//!
+//! The trial (boot.cmd): an update arms it with one environment write,
+//! `hearth_slot=<new> bootcount=0 ustate=1`; while `ustate=1` each boot
+//! counts, and once `bootcount` reaches `bootlimit` (1) U-Boot falls back
+//! with `ustate=3`; a commit writes `ustate=0`.
+//!
+//! Each case takes a few TCG boots of a few seconds each; the first run also
+//! builds U-Boot and fetches the kernel (about two minutes, then cached in
+//! qemu/cache/uboot-arm64).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use swupdate_rs::{Client, ClientConfig, UpdateState};
+
+/// How long one boot may take to reach the kernel's root wait (TCG, a
+/// loaded machine).
+const BOOT: Duration = Duration::from_secs(120);
+
+/// The first disk builds U-Boot and fetches the kernel into the shared
+/// cache; the others wait for it instead of doing the same work at once.
+static FIRST_DISK: Mutex<()> = Mutex::new(());
+
+#[test]
+fn a_factory_new_environment_boots_slot_a_without_counting() {
+    let rig = Rig::new("factory", Slots::BothBootable);
+    let mut board = rig.boot("boot1");
+    board.wait_for("Loading Environment from Flash...");
+    board.wait_for("*** Warning - bad CRC, using default environment");
+    board.wait_for("Saving Environment to Flash...");
+    board.wait_for("Hearth: booting slot A (partition 2), ustate= bootcount=/1");
+    board.wait_for("hearth.slot=A");
+    board.wait_for("Waiting for root device /dev/vda2...");
+    // The next boot finds the saved environment and writes nothing.
+    board.reset();
+    board.wait_for("Loading Environment from Flash... OK");
+    let boot2 = board.wait_for("Hearth: booting slot A (partition 2)");
+    board.wait_for("Waiting for root device /dev/vda2...");
+    board.power_off();
+    assert!(boot2.contains("ustate= bootcount=/1"), "{boot2}");
+    let second = board.serial_since("Loading Environment from Flash... OK");
+    assert!(
+        !second.contains("Saving Environment"),
+        "a boot without a trial must not write the environment:\n{second}"
+    );
+    assert!(!board.serial().contains("trial boot"));
+
+    let env = rig.env();
+    assert_eq!(get(&env, "hearth_slot"), Some("A"), "{env:?}");
+    assert_eq!(get(&env, "bootlimit"), Some("1"), "{env:?}");
+    assert_eq!(get(&env, "hearth_env"), Some("1"), "{env:?}");
+    assert_eq!(get(&env, "ustate"), None, "{env:?}");
+    assert_eq!(get(&env, "bootcount"), None, "{env:?}");
+}
+
+#[test]
+fn b_armed_slot_b_boots_once_then_a_reset_without_commit_falls_back_to_a() {
+    let rig = Rig::new("fallback", Slots::BothBootable);
+    rig.first_boot();
+    rig.arm_slot_b();
+
+    let mut board = rig.boot("trial");
+    board.wait_for("Hearth: trial boot 1 of 1 of slot B");
+    board.wait_for("Hearth: booting slot B (partition 3), ustate=1 bootcount=1/1");
+    board.wait_for("hearth.slot=B");
+    board.wait_for("Waiting for root device /dev/vda3...");
+    // The new system never commits: the watchdog resets the board.
+    board.reset();
+    board.wait_for("Hearth: slot B used 1 of 1 trial boot(s) without a commit; falling back");
+    board.wait_for("Hearth: booting slot A (partition 2), ustate=3 bootcount=0/1");
+    board.wait_for("Waiting for root device /dev/vda2...");
+    // And it stays there.
+    board.reset();
+    board.wait_for("Hearth: booting slot A (partition 2), ustate=3 bootcount=0/1");
+    board.wait_for("Waiting for root device /dev/vda2...");
+    board.power_off();
+
+    let env = rig.env();
+    assert_eq!(get(&env, "hearth_slot"), Some("A"), "{env:?}");
+    assert_eq!(get(&env, "bootcount"), Some("0"), "{env:?}");
+    assert_eq!(
+        get(&env, "ustate"),
+        Some("3"),
+        "SWUpdate's state must say FAILED: {env:?}"
+    );
+}
+
+#[test]
+fn c_armed_slot_b_committed_through_swupdate_keeps_booting_b_without_counting() {
+    let rig = Rig::new("commit", Slots::BothBootable);
+    rig.first_boot();
+    rig.arm_slot_b();
+
+    let mut board = rig.boot("trial");
+    board.wait_for("Hearth: trial boot 1 of 1 of slot B");
+    board.wait_for("Waiting for root device /dev/vda3...");
+    // The new system is up; the test's kernel has no user space, so the
+    // commit runs on the host against the same flash, with the board off.
+    board.power_off();
+    assert_eq!(get(&rig.env(), "bootcount"), Some("1"));
+    rig.commit_with_swupdate();
+    let env = rig.env();
+    assert_eq!(get(&env, "ustate"), Some("0"), "{env:?}");
+
+    let mut board = rig.boot("committed");
+    board.wait_for("Hearth: booting slot B (partition 3), ustate=0 bootcount=1/1");
+    board.wait_for("Waiting for root device /dev/vda3...");
+    board.reset();
+    board.wait_for("Hearth: booting slot B (partition 3), ustate=0 bootcount=1/1");
+    board.wait_for("Waiting for root device /dev/vda3...");
+    board.power_off();
+    assert!(
+        !board.serial().contains("trial boot"),
+        "a committed slot must not count"
+    );
+
+    let env = rig.env();
+    assert_eq!(get(&env, "hearth_slot"), Some("B"), "{env:?}");
+    assert_eq!(get(&env, "ustate"), Some("0"), "{env:?}");
+    assert_eq!(get(&env, "bootcount"), Some("1"), "{env:?}");
+}
+
+#[test]
+fn c_armed_slot_b_without_a_kernel_resets_at_once_and_falls_back_to_a() {
+    let rig = Rig::new("nokernel", Slots::SlotBEmpty);
+    rig.first_boot();
+    rig.arm_slot_b();
+
+    // No help from the test: the script resets by itself.
+    let mut board = rig.boot("trial");
+    board.wait_for("Hearth: trial boot 1 of 1 of slot B");
+    board.wait_for("Hearth: no bootable kernel in slot B");
+    board.wait_for("Hearth: slot B cannot boot its trial; resetting");
+    board.wait_for("Hearth: slot B used 1 of 1 trial boot(s) without a commit; falling back");
+    board.wait_for("Hearth: booting slot A (partition 2), ustate=3 bootcount=0/1");
+    board.wait_for("Waiting for root device /dev/vda2...");
+    board.power_off();
+
+    let env = rig.env();
+    assert_eq!(get(&env, "hearth_slot"), Some("A"), "{env:?}");
+    assert_eq!(get(&env, "ustate"), Some("3"), "{env:?}");
+}
+
+#[test]
+fn d_a_torn_write_of_the_newer_environment_copy_boots_from_the_older_one() {
+    let rig = Rig::new("redundant", Slots::BothBootable);
+    rig.first_boot();
+    // The update's environment write is cut short: its copy is corrupt.
+    rig.arm_slot_b();
+    rig.corrupt_copy_holding("ustate=1");
+
+    let mut board = rig.boot("torn");
+    board.wait_for("Loading Environment from Flash...");
+    board.wait_for("Hearth: booting slot A (partition 2), ustate= bootcount=/1");
+    board.wait_for("Waiting for root device /dev/vda2...");
+    board.power_off();
+    let serial = board.serial();
+    assert!(
+        !serial.contains("using default environment"),
+        "U-Boot must read the older copy, not fall back to its defaults:\n{serial}"
+    );
+    assert!(
+        !serial.contains("Saving Environment"),
+        "the older copy is complete (hearth_env=1): nothing to save:\n{serial}"
+    );
+    let env = rig.env();
+    assert_eq!(get(&env, "hearth_slot"), Some("A"), "{env:?}");
+    assert_eq!(get(&env, "ustate"), None, "{env:?}");
+}
+
+#[derive(Clone, Copy)]
+enum Slots {
+    BothBootable,
+    SlotBEmpty,
+}
+
+/// One test disk and its flash bank, in a temporary directory.
+struct Rig {
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+impl Rig {
+    fn new(name: &str, slots: Slots) -> Rig {
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        fs::create_dir_all(tmp).expect("target tmp dir");
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("uboot-{name}-"))
+            .tempdir_in(tmp)
+            .expect("temp dir");
+        let mut cmd = Command::new(script());
+        cmd.arg("disk").arg(dir.path());
+        if let Slots::SlotBEmpty = slots {
+            cmd.arg("--empty-slot-b");
+        }
+        eprintln!("[uboot {name}] assembling the disk: {cmd:?}");
+        let started = Instant::now();
+        let status = {
+            let _first = FIRST_DISK.lock().unwrap_or_else(|e| e.into_inner());
+            cmd.status().expect("run qemu/uboot-arm64 disk")
+        };
+        assert!(
+            status.success(),
+            "qemu/uboot-arm64 disk failed ({status}): see its output above"
+        );
+        eprintln!(
+            "[uboot {name}] disk ready after {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        Rig {
+            name: name.to_owned(),
+            dir,
+        }
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    fn boot(&self, label: &str) -> Board {
+        Board::start(self, label)
+    }
+
+    /// A first boot on the factory-new flash: U-Boot saves its environment
+    /// (with hearth_env=1) once, as on a new board. Then the plug is pulled.
+    fn first_boot(&self) {
+        let mut board = self.boot("first");
+        board.wait_for("Saving Environment to Flash...");
+        board.wait_for("Hearth: booting slot A (partition 2)");
+        board.wait_for("Waiting for root device /dev/vda2...");
+        board.power_off();
+    }
+
+    /// `fw_printenv` over the two copies (libubootenv picks the valid, newer one).
+    fn env(&self) -> BTreeMap<String, String> {
+        let out = Command::new("fw_printenv")
+            .arg("-c")
+            .arg(self.path("fw_env.config"))
+            .output()
+            .expect("run fw_printenv (apt-get install libubootenv-tool)");
+        assert!(
+            out.status.success(),
+            "fw_printenv failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        eprintln!(
+            "[uboot {}] environment: hearth_slot={:?} bootcount={:?} ustate={:?}",
+            self.name,
+            get(&env, "hearth_slot"),
+            get(&env, "bootcount"),
+            get(&env, "ustate")
+        );
+        env
+    }
+
+    /// Arms slot B the way the update's `bootenv` does: three variables in
+    /// one environment write (`fw_setenv -s`, libubootenv like SWUpdate).
+    fn arm_slot_b(&self) {
+        let script = self.path("arm-slot-b.txt");
+        fs::write(&script, "hearth_slot=B\nbootcount=0\nustate=1\n").expect("write script");
+        let status = Command::new("fw_setenv")
+            .arg("-c")
+            .arg(self.path("fw_env.config"))
+            .arg("-s")
+            .arg(&script)
+            .status()
+            .expect("run fw_setenv (apt-get install libubootenv-tool)");
+        assert!(status.success(), "fw_setenv -s failed ({status})");
+        eprintln!("[uboot {}] armed slot B for one trial boot", self.name);
+    }
+
+    /// The commit as the device makes it: the real swupdate with its U-Boot
+    /// backend (`-B uboot`, libubootenv, /etc/fw_env.config), asked over its
+    /// IPC socket to set the update state to OK ('0').
+    fn commit_with_swupdate(&self) {
+        let swupdate = Swupdate::start(self);
+        swupdate
+            .client
+            .set_update_state(UpdateState::Ok)
+            .unwrap_or_else(|e| panic!("SET_UPDATE_STATE '0': {e}\n{}", swupdate.log()));
+        let state = swupdate
+            .client
+            .get_update_state()
+            .unwrap_or_else(|e| panic!("GET_UPDATE_STATE: {e}\n{}", swupdate.log()));
+        assert_eq!(state, UpdateState::Ok, "{}", swupdate.log());
+        eprintln!(
+            "[uboot {}] committed through swupdate's IPC (SET_UPDATE_STATE '0')",
+            self.name
+        );
+    }
+
+    /// Flips one byte of the environment copy that holds `needle`, so its
+    /// CRC no longer matches: a write cut short by a power loss.
+    fn corrupt_copy_holding(&self, needle: &str) {
+        let config = fs::read_to_string(self.path("fw_env.config")).expect("fw_env.config");
+        let copies: Vec<(u64, u64)> = config
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 4).then(|| (hex(f[1]), hex(f[2])))
+            })
+            .collect();
+        assert_eq!(copies.len(), 2, "two environment copies: {config}");
+        let flash_path = self.path("env.flash");
+        let mut flash = fs::read(&flash_path).expect("read env.flash");
+        let mut hit = None;
+        for (i, (off, size)) in copies.iter().enumerate() {
+            let copy = &flash[*off as usize..(*off + *size) as usize];
+            if copy.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                assert!(hit.is_none(), "both copies hold {needle:?}");
+                hit = Some((i, *off as usize));
+            }
+        }
+        let (index, off) = hit.unwrap_or_else(|| panic!("no copy holds {needle:?}"));
+        // Past the CRC and the flag byte: the data the CRC covers.
+        flash[off + 16] ^= 0xff;
+        fs::write(&flash_path, flash).expect("write env.flash");
+        eprintln!(
+            "[uboot {}] corrupted environment copy {} (the one holding {needle:?})",
+            self.name,
+            index + 1
+        );
+    }
+}
+
+fn hex(s: &str) -> u64 {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).expect("hex number in fw_env.config")
+}
+
+fn get<'a>(env: &'a BTreeMap<String, String>, key: &str) -> Option<&'a str> {
+    env.get(key).map(String::as_str)
+}
+
+fn script() -> PathBuf {
+    system_tests::repo_root().join("qemu/uboot-arm64")
+}
+
+/// One running QEMU (`qemu/uboot-arm64 boot`), in its own process group,
+/// killed on drop; a failing test leaves its serial log in tests/artifacts/.
+struct Board {
+    label: String,
+    child: Option<Child>,
+    log: PathBuf,
+    stderr: PathBuf,
+    monitor: PathBuf,
+    started: Instant,
+    /// Serial log bytes already consumed by `wait_for`.
+    seen: usize,
+}
+
+impl Board {
+    fn start(rig: &Rig, label: &str) -> Board {
+        let log = rig.path(&format!("serial-{label}.log"));
+        let stderr = rig.path(&format!("boot-{label}.stderr"));
+        let child = Command::new(script())
+            .arg("boot")
+            .arg(rig.dir.path())
+            .arg("--log")
+            .arg(&log)
+            .arg("--exit-with-parent")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr).expect("stderr file"))
+            .process_group(0)
+            .spawn()
+            .expect("start qemu/uboot-arm64 boot");
+        let label = format!("{}/{label}", rig.name);
+        eprintln!(
+            "[uboot {label}] QEMU started (pid {}), serial log {}",
+            child.id(),
+            log.display()
+        );
+        Board {
+            label,
+            child: Some(child),
+            log,
+            stderr,
+            monitor: rig.path("monitor.sock"),
+            started: Instant::now(),
+            seen: 0,
+        }
+    }
+
+    fn serial(&self) -> String {
+        fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The serial console from the last occurrence of `marker` on.
+    fn serial_since(&self, marker: &str) -> String {
+        let serial = self.serial();
+        serial
+            .rfind(marker)
+            .map(|at| serial[at..].to_owned())
+            .unwrap_or_default()
+    }
+
+    /// Waits for a serial line containing `needle` (after what earlier waits
+    /// consumed) and returns it.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + BOOT;
+        loop {
+            let serial = self.serial();
+            if let Some(rest) = serial.get(self.seen..)
+                && let Some(at) = rest.find(needle)
+                && let Some(end) = rest[at..].find('\n')
+            {
+                let line_start = rest[..at].rfind('\n').map_or(0, |i| i + 1);
+                let line = rest[line_start..at + end].trim_end().to_owned();
+                self.seen += at + end;
+                eprintln!(
+                    "[uboot {}] {:5.1} s: {}",
+                    self.label,
+                    self.started.elapsed().as_secs_f64(),
+                    line.trim_start()
+                );
+                return line;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "{}: QEMU ended ({status}) before the console showed {needle:?}.\n{}",
+                    self.label,
+                    self.diagnostics()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: the console did not show {needle:?} within {} s.\n{}",
+                self.label,
+                BOOT.as_secs(),
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// A hardware reset of the running board (HMP `system_reset`): what the
+    /// watchdog does to a trial boot that never commits.
+    fn reset(&mut self) {
+        self.monitor_command("system_reset");
+        eprintln!("[uboot {}] reset", self.label);
+    }
+
+    /// Pulls the plug (HMP `quit`) and waits for QEMU to exit.
+    fn power_off(&mut self) {
+        self.monitor_command("quit");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let child = self.child.as_mut().expect("board is running");
+        while child.try_wait().ok().flatten().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "{}: QEMU did not quit",
+                self.label
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.kill();
+        eprintln!("[uboot {}] powered off", self.label);
+    }
+
+    fn monitor_command(&self, command: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let sock = loop {
+            match UnixStream::connect(&self.monitor) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() > deadline => {
+                    panic!(
+                        "{}: QEMU monitor {}: {e}",
+                        self.label,
+                        self.monitor.display()
+                    )
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        sock.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("monitor timeout");
+        let mut sock = sock;
+        read_until_prompt(&mut sock, &self.label);
+        sock.write_all(format!("{command}\n").as_bytes())
+            .expect("write to the QEMU monitor");
+        if command == "quit" {
+            // QEMU closes the monitor as it exits; hanging up first could
+            // drop the command unread.
+            let mut rest = Vec::new();
+            let _ = sock.read_to_end(&mut rest);
+        } else {
+            read_until_prompt(&mut sock, &self.label);
+        }
+    }
+
+    /// Kills QEMU and its wrapper (the whole process group) and reaps them.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+
+    fn diagnostics(&self) -> String {
+        let serial = self.serial();
+        let tail: Vec<&str> = serial.lines().rev().take(40).collect();
+        let stderr = fs::read_to_string(&self.stderr).unwrap_or_default();
+        format!(
+            "qemu/uboot-arm64 said:\n{stderr}\nlast serial lines:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let dir = system_tests::artifacts_dir();
+            let name = format!("uboot-{}.log", self.label.replace('/', "-"));
+            if fs::create_dir_all(&dir).is_ok() && fs::copy(&self.log, dir.join(&name)).is_ok() {
+                eprintln!(
+                    "[uboot {}] serial log kept in tests/artifacts/{name}",
+                    self.label
+                );
+            }
+        }
+    }
+}
+
+fn read_until_prompt(sock: &mut UnixStream, label: &str) {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    while !seen.ends_with(b"(qemu) ") {
+        let n = sock
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("{label}: QEMU monitor: {e}"));
+        assert!(n > 0, "{label}: QEMU monitor closed");
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The real swupdate with its U-Boot backend, isolated: a private $TMPDIR
+/// for its sockets, and a private mount namespace (`unshare`, with a user
+/// namespace when not root) in which /etc is an overlay whose fw_env.config
+/// is the rig's. The host's /etc is never written.
+struct Swupdate {
+    child: Child,
+    client: Client,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Swupdate {
+    fn start(rig: &Rig) -> Swupdate {
+        let dir = tempfile::Builder::new()
+            .prefix("swupdate-")
+            .tempdir_in(rig.dir.path())
+            .expect("temp dir");
+        let (tmp, upper, work) = (
+            dir.path().join("tmp"),
+            dir.path().join("etc-upper"),
+            dir.path().join("etc-work"),
+        );
+        for d in [&tmp, &upper, &work] {
+            fs::create_dir_all(d).expect("swupdate dirs");
+        }
+        fs::copy(rig.path("fw_env.config"), upper.join("fw_env.config")).expect("fw_env.config");
+        // 2022.12 wants a globals section when -f is given; our own file
+        // keeps the host's /etc/swupdate.cfg out.
+        let cfg = dir.path().join("swupdate.cfg");
+        fs::write(&cfg, "globals: {\n  verbose = true;\n};\n").expect("swupdate.cfg");
+        // Debian's swupdate is built for signed images and will not start
+        // without a key; nothing is installed here.
+        let key = system_tests::repo_root()
+            .join("yocto-layer/meta-hearth/files/dev-keys/hearth-dev-root.cert.pem");
+        let log = dir.path().join("swupdate.log");
+        let out = fs::File::create(&log).expect("swupdate log");
+        let mut cmd = Command::new("unshare");
+        if !is_root() {
+            cmd.args(["--user", "--map-root-user"]);
+        }
+        cmd.env("TMPDIR", &tmp)
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(r#"mount -t overlay hearth-etc -o "lowerdir=/etc,upperdir=$1,workdir=$2" /etc && shift 2 && exec swupdate "$@""#)
+            .arg("sh")
+            .arg(&upper)
+            .arg(&work)
+            .args(["-v", "-f"])
+            .arg(&cfg)
+            .arg("-k")
+            .arg(&key)
+            .args(["-B", "uboot"])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .process_group(0);
+        let mut child = cmd.spawn().expect("start unshare/swupdate");
+        let config = ClientConfig {
+            io_timeout: Duration::from_secs(10),
+            ..ClientConfig::in_dir(&tmp)
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(&config.control_socket).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "swupdate exited early ({status}):\n{}",
+                    fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "swupdate's control socket did not appear:\n{}",
+                fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Swupdate {
+            child,
+            client: Client::new(config),
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Swupdate {
+    fn drop(&mut self) {
+        let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
