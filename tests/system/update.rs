@@ -18,6 +18,7 @@ use system_tests::{Device, Disk};
 
 const DEVICE_ID: &str = "qemu-dev-1";
 const PASSWORD: &str = "correct horse battery staple";
+const ESP: usize = 1;
 const DATA: usize = 4;
 const SLOT_A: usize = 2;
 const MQTT_GUEST_PORT: u16 = 8883;
@@ -322,6 +323,20 @@ fn a_release_is_installed_to_the_other_slot_committed_and_the_next_one_goes_back
         true
     );
     device.powerdown();
+
+    // The boot environment says: slot A, committed, each name once.
+    let esp = lab.disk.read_partition(ESP);
+    let env = lab.disk.dir().join("grubenv");
+    system_tests::offline::fat_read(&esp, "::/grub/grubenv", &env);
+    let vars = system_tests::offline::grubenv_list(&env);
+    let get = |name: &str| -> Vec<String> {
+        vars.iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    assert_eq!(get("hearth_slot"), ["A"], "{vars:?}");
+    assert_eq!(get("ustate"), ["0"], "{vars:?}");
 }
 
 #[test]

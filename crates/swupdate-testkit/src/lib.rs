@@ -54,6 +54,12 @@ pub fn image(seed: u32, size: usize) -> Vec<u8> {
         .collect()
 }
 
+/// The layer's GRUB environment of a new device.
+const GRUBENV_DEFAULTS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../yocto-layer/meta-hearth-bsp/recipes-bsp/hearth-grub/files/grubenv.defaults"
+));
+
 /// The selection arguments every daemon gets unless replaced with
 /// [`DaemonBuilder::selection_args`]: it runs "on slot A" (`-e
 /// stable,copy2` writes slot B) and accepts both copies over IPC.
@@ -189,9 +195,17 @@ impl DaemonBuilder {
         let slot_b = slots.join("b.img");
         fs::write(&slot_a, vec![SLOT_FILL; self.slot_size]).unwrap();
         fs::write(&slot_b, vec![SLOT_FILL; self.slot_size]).unwrap();
-        // An empty GRUB environment block: fixed 1024 bytes, '#'-padded.
+        // The environment block of a new device: the layer's defaults in
+        // GRUB's fixed 1024 bytes, '#'-padded, one header line (as the
+        // image build writes it).
         let grubenv = boot.join("grub/grubenv");
         let mut env = b"# GRUB Environment Block\n".to_vec();
+        for line in GRUBENV_DEFAULTS.lines() {
+            if !line.starts_with('#') && !line.trim().is_empty() {
+                env.extend_from_slice(line.as_bytes());
+                env.push(b'\n');
+            }
+        }
         env.resize(1024, b'#');
         fs::write(&grubenv, env).unwrap();
         // 2022.12 insists on a `globals` section when -f is given; an own
@@ -375,12 +389,21 @@ impl Daemon {
     pub fn grubenv_vars(&self) -> Vec<(String, String)> {
         let env = fs::read(&self.grubenv).unwrap();
         assert_eq!(env.len(), 1024, "grubenv must stay 1024 bytes");
-        String::from_utf8_lossy(&env)
+        let vars: Vec<(String, String)> = String::from_utf8_lossy(&env)
             .lines()
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect()
+            .collect();
+        // GRUB reads the last of two equal names, SWUpdate the first: a
+        // duplicate means the two disagree about the slot to boot.
+        for (i, (name, _)) in vars.iter().enumerate() {
+            assert!(
+                !vars[..i].iter().any(|(n, _)| n == name),
+                "grubenv holds {name} twice: {vars:?}"
+            );
+        }
+        vars
     }
 
     /// One variable of the GRUB environment file.
@@ -406,13 +429,20 @@ impl Daemon {
         self.slot_is_untouched(&self.slot_b)
     }
 
-    /// The boot environment does not switch slots: no `hearth_slot`
+    /// The boot environment does not switch slots: `hearth_slot` still A
     /// (the Hearth template), no `rootpart` (the swupdate-rs test
     /// template), no `ustate=1` (a slot on trial).
     pub fn assert_not_armed(&self, case: &str) {
-        for key in ["hearth_slot", "rootpart"] {
-            assert_eq!(self.grubenv_var(key), None, "{case}: boot env was armed");
-        }
+        assert_eq!(
+            self.grubenv_var("hearth_slot").as_deref(),
+            Some("A"),
+            "{case}: boot env was armed"
+        );
+        assert_eq!(
+            self.grubenv_var("rootpart"),
+            None,
+            "{case}: boot env was armed"
+        );
         assert_ne!(
             self.grubenv_var("ustate").as_deref(),
             Some("1"),

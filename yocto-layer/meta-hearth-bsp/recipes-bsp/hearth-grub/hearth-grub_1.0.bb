@@ -7,8 +7,6 @@ LICENSE = "MIT"
 # nooelint: oelint.var.licenseremotefile - this file is written in this layer, under the common MIT text
 LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda2f7b4f302"
 
-DEPENDS = "grub-native"
-
 # Both files are shared with qemu/ (the dev image copies them from here).
 SRC_URI = "file://grub.cfg file://grubenv.defaults"
 
@@ -21,11 +19,17 @@ do_configure[noexec] = "1"
 do_compile() {
     # The environment block of a factory-new disk (slot A, no trial boot
     # pending), from the name=value lines of grubenv.defaults.
-    rm -f ${B}/grubenv
-    grub-editenv ${B}/grubenv create
-    grep -v -e '^#' -e '^[[:space:]]*$' ${S}/grubenv.defaults | while read -r setting; do
-        grub-editenv ${B}/grubenv set "$setting"
-    done
+    # GRUB's 1024-byte block with ONE header line, as SWUpdate writes it:
+    # grub-editenv's extra "# WARNING" line is read by SWUpdate 2022.12 as
+    # part of the first variable's name, which then appears twice after an
+    # update (the dev image builds its block the same way).
+    printf '# GRUB Environment Block\n' >${B}/grubenv
+    grep -v -e '^#' -e '^[[:space:]]*$' ${S}/grubenv.defaults >>${B}/grubenv
+    size=$(stat -c %s ${B}/grubenv)
+    if [ "$size" -gt 1024 ]; then
+        bbfatal "grubenv.defaults does not fit GRUB's 1024-byte environment block"
+    fi
+    head -c $((1024 - size)) /dev/zero | tr '\0' '#' >>${B}/grubenv
 }
 
 do_install() {
