@@ -136,6 +136,18 @@ impl Vendor {
         security_version: u32,
         security: bool,
     ) -> Release {
+        self.release_for(MODEL, version, kind, security_version, security)
+    }
+
+    /// [`release`](Self::release) for another model (a mix-and-match test).
+    pub fn release_for(
+        &self,
+        model: &str,
+        version: &str,
+        kind: Kind,
+        security_version: u32,
+        security: bool,
+    ) -> Release {
         let rootfs = self.rootfs(version, kind);
         let swu = self.path(&format!("hearth-{version}.swu"));
         let keys = crate::repo_root().join(DEV_KEYS);
@@ -147,7 +159,7 @@ impl Vendor {
             "--version",
             version,
             "--model",
-            MODEL,
+            model,
             "--hw-revision",
             REVISION,
             "--signer",

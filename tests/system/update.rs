@@ -282,9 +282,12 @@ fn a_release_is_installed_to_the_other_slot_committed_and_the_next_one_goes_back
     let running = first["version"].as_str().expect("version").to_owned();
     assert_eq!(first["update"]["running_slot"], "A");
 
-    // Release 9.1.0: downloaded, installed into B, the owner warned, reboot.
+    // Release 9.1.0: downloaded (the connection drops after 30 MiB and the
+    // download resumes with Range), installed into B, the owner warned,
+    // reboot.
     let started = Instant::now();
     let release = lab.vendor.release("9.1.0", Kind::Good, 1, false);
+    lab.server.cut_next_artifact_after(30 << 20);
     lab.announce(&release);
     let (seen, _) = lab.wait_status(seen, long(), "downloading", |s| s["state"] == "downloading");
     let (seen, notice) = lab.wait_status(seen, long(), "rebooting (the owner's warning)", |s| {
@@ -301,6 +304,23 @@ fn a_release_is_installed_to_the_other_slot_committed_and_the_next_one_goes_back
         started.elapsed().as_secs_f64()
     );
     assert_eq!(status["update"]["running_slot"], "B");
+    let fetches: Vec<_> = lab
+        .server
+        .log()
+        .into_iter()
+        .filter(|r| r.path.ends_with(".swu"))
+        .collect();
+    assert_eq!(
+        fetches.len(),
+        2,
+        "one cut-off download and one resumption: {fetches:?}"
+    );
+    assert_eq!((fetches[0].range_start, fetches[0].sent), (None, 30 << 20));
+    assert_eq!(
+        fetches[1].range_start,
+        Some(30 << 20),
+        "resumed where it stopped"
+    );
     device.wait_ready();
 
     // The owner's password, the settings and the plug survived.
@@ -397,12 +417,22 @@ fn tampered_older_and_foreign_releases_are_refused_with_a_reason() {
     let text = String::from_utf8(good.manifest_bytes()).expect("text");
     let at = text.find("\"signature\"").expect("a signature field") + 20;
     let mut forged = text.clone().into_bytes();
-    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    forged[at] = if forged[at] == b'0' { b'1' } else { b'0' };
     let cases: Vec<(&str, String, &str)> = vec![
         (
             "a bad signature",
             String::from_utf8(forged).expect("text"),
             "signature",
+        ),
+        (
+            "another model's release",
+            String::from_utf8(
+                lab.vendor
+                    .release_for("HRH-9", "9.5.0", Kind::Good, 1, false)
+                    .manifest_bytes(),
+            )
+            .expect("text"),
+            "model",
         ),
         (
             "an older version",
@@ -525,6 +555,122 @@ fn with_mqtt_down_the_periodic_https_check_still_installs_the_release() {
             .count(),
         1,
         "downloaded once"
+    );
+    device.powerdown();
+}
+
+/// A small deterministic generator for the power-cut schedule.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+}
+
+#[test]
+fn power_cuts_during_updates_never_lose_the_device_or_the_owners_data() {
+    let seed = std::env::var("HEARTH_POWER_CUT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_secs())
+        });
+    let cuts: u32 = std::env::var("HEARTH_POWER_CUTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    eprintln!(
+        "power cuts: seed {seed} (HEARTH_POWER_CUT_SEED={seed} repeats this run), {cuts} cuts"
+    );
+    let mut rng = Rng(seed | 1);
+    let lab = Lab::new("update-power", false);
+    let mut device = lab.boot("boot0");
+    device.wait_ready();
+    let owner = Owner::claim(&device);
+    assert_eq!(
+        owner
+            .send(&device, "PUT", "/api/plug", Some(r#"{"on":true}"#))
+            .status,
+        200
+    );
+    let mut minor = 1;
+    let mut target = format!("9.{minor}.0");
+    lab.announce(&lab.vendor.release(&target, Kind::Good, 1, false));
+    let mut seen = 0;
+    let mut outcomes = Vec::new();
+    for cut in 1..=cuts {
+        let phase = rng.below(3);
+        let (name, delay) = match phase {
+            0 => {
+                lab.wait_status(seen, long(), "downloading", |s| s["state"] == "downloading");
+                ("while downloading and installing", rng.below(30))
+            }
+            1 => {
+                lab.wait_status(seen, long(), "rebooting", |s| s["state"] == "rebooting");
+                ("around the reboot", rng.below(25))
+            }
+            _ => {
+                device.wait_for("Hearth: trial boot 1 of 1", long());
+                ("during the trial boot and the commit", rng.below(60))
+            }
+        };
+        std::thread::sleep(Duration::from_secs(delay));
+        eprintln!("cut {cut}/{cuts}: {name}, {delay} s in (target {target})");
+        device.kill();
+
+        // Back on a working slot with the owner's data.
+        seen = lab.status.count();
+        device = lab.boot(&format!("boot{cut}"));
+        device.wait_ready();
+        let owner = Owner::login(&device);
+        let dashboard = owner.send(&device, "GET", "/api/dashboard", None).json();
+        assert_eq!(
+            dashboard["plug"]["on"], true,
+            "after cut {cut}: {dashboard}"
+        );
+        let update = &dashboard["update"];
+        let running = update["running_version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let refused = update["refused_versions"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|x| x == target.as_str()));
+        eprintln!(
+            "after cut {cut}: running {running} on slot {}, update state {}, refused {}",
+            update["running_slot"], update["state"], update["refused_versions"]
+        );
+        if running == target || refused {
+            outcomes.push(if refused { "abandoned" } else { "finished" });
+            minor += 1;
+            target = format!("9.{minor}.0");
+            lab.announce(&lab.vendor.release(&target, Kind::Good, 1, false));
+        }
+    }
+    // Without more cuts the last update finishes (or, if its trial boot
+    // was cut, has been cleanly refused).
+    let (_, last) = lab.wait_status(seen, long(), "settled", |s| {
+        committed(&target)(s)
+            || s["update"]["refused_versions"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|x| x == target.as_str()))
+    });
+    eprintln!(
+        "power cuts: seed {seed}, updates finished or abandoned: {outcomes:?}, last: {}",
+        last["update"]["last_result"]
+    );
+    device.wait_ready();
+    let owner = Owner::login(&device);
+    assert_eq!(
+        owner.send(&device, "GET", "/api/dashboard", None).json()["plug"]["on"],
+        true
     );
     device.powerdown();
 }
