@@ -23,12 +23,14 @@
 # The environment is stored twice (CONFIG_ENV_REDUNDANT), so a power cut
 # during saveenv leaves the previous copy.
 
+# Without a bootlimit the trial below could never end.
+if test -z "${bootlimit}"; then setenv bootlimit @@HEARTH_BOOTLIMIT@@; fi
+
 # First boot: save the environment once, so that the flash holds a complete
 # one (with bootcmd) before SWUpdate ever writes to it.
 if test "${hearth_env}" != "1"; then
     setenv hearth_env 1
     if test -z "${hearth_slot}"; then setenv hearth_slot A; fi
-    if test -z "${bootlimit}"; then setenv bootlimit @@HEARTH_BOOTLIMIT@@; fi
     saveenv
 fi
 
