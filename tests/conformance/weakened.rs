@@ -73,6 +73,20 @@ fn a_weakened_image_fails_the_right_cases() {
             summary.join("\n")
         );
     }
+    // The generated matrix must show the ICS's claim for 5.1-1 contradicted.
+    let matrix: serde_json::Value = std::fs::read_to_string(out_dir.join("matrix.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let row = matrix["rows"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["provision"] == "5.1-1"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        row["consistent"], "CONTRADICTED",
+        "matrix.json must flag 5.1-1 (the ICS claims it, 5.1-1-1 fails): {row}"
+    );
     let other_failures: Vec<String> = report["cases"]
         .as_array()
         .into_iter()
