@@ -127,10 +127,11 @@ fn an_owner_sets_up_switches_the_plug_changes_the_password_and_logs_back_in() {
         browser.attribute("#disclosure-contact a", "href"),
         "mailto:security@example.com"
     );
+    // In host mode there is no A/B slot to update, and the card says so.
+    let update = browser.text("#update-status");
     assert!(
-        browser
-            .text("#update-status")
-            .contains("Automatic updates are on")
+        update.starts_with("Updates cannot run") && update.contains("slot"),
+        "{update}"
     );
     browser.check_accessible("dashboard");
     browser.screenshot("05-dashboard");
@@ -212,6 +213,143 @@ fn an_owner_sets_up_switches_the_plug_changes_the_password_and_logs_back_in() {
     browser.wait_path("/");
     browser.wait_text("#plug-state", "on");
     browser.screenshot("13-dashboard-after-login");
+}
+
+/// The dashboard during an update (EN 303 645 5.3-11, 5.3-12): hearthd in
+/// host mode with a real `swupdate` (swupdate-testkit: file-backed slots, a
+/// private GRUB environment), a release made with hearth-release, served
+/// slowly over HTTPS on loopback, found by the periodic manifest check.
+#[test]
+fn the_dashboard_shows_the_download_progress_and_warns_before_the_restart() {
+    use hearth_release::testing::{Tool, Vendor, image};
+    use system_tests::update_server::UpdateServer;
+
+    let vendor = Vendor::new(Tool::Library, env!("CARGO_TARGET_TMPDIR"));
+    let swupdate = vendor.swupdate();
+    let swu = vendor.build(&swupdate, "next", "1.1.0", &["signer"], &image(7));
+    let pki = tempfile::tempdir().expect("temp dir");
+    let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../broker/dev-pki.sh"))
+        .arg(pki.path())
+        .status()
+        .expect("run broker/dev-pki.sh");
+    assert!(status.success());
+    let www = tempfile::tempdir().expect("web root");
+    let server = UpdateServer::start(
+        www.path(),
+        &pki.path().join("broker.crt"),
+        &pki.path().join("broker.key"),
+    );
+    // About 4 s per 64 KiB: the 256 KiB release takes some 16 s.
+    server.pace(16 * 1024);
+    let base_url = format!("https://127.0.0.1:{}/hearth", server.port);
+    let manifest = vendor.manifest(&swu, "signer", &["--base-url", &base_url]);
+    vendor.run(&[
+        "publish",
+        "--manifest",
+        manifest.to_str().expect("path"),
+        "--artifact",
+        swu.to_str().expect("path"),
+        "--out",
+        www.path().to_str().expect("path"),
+    ]);
+
+    // The device's own facts, as the image would have them.
+    let device = tempfile::tempdir().expect("device files");
+    let file = |name: &str, text: &str| {
+        let path = device.path().join(name);
+        std::fs::write(&path, text).expect("device file");
+        path.display().to_string()
+    };
+    let reboot_request = device.path().join("reboot-request");
+    let control = &swupdate.client.config().control_socket;
+    let progress = &swupdate.client.config().progress_socket;
+    let config = format!(
+        "[update]\nroot_file = \"{}\"\nca_file = \"{}\"\nhwrevision_file = \"{}\"\n\
+         os_release_file = \"{}\"\ncmdline_file = \"{}\"\n\
+         swupdate_control_socket = \"{}\"\nswupdate_progress_socket = \"{}\"\n\
+         manifest_url = \"{base_url}/HRH-1/latest.json\"\nreboot_request_file = \"{}\"\n\
+         reboot_notice_secs = 8\nclock_has_rtc = true\n",
+        vendor.root_cert().display(),
+        pki.path().join("ca.crt").display(),
+        file("hwrevision", "HRH-1 A\n"),
+        file("os-release", "NAME=Hearth\nIMAGE_VERSION=1.0.0\n"),
+        file("cmdline", "root=PARTLABEL=hearth-a ro hearth.slot=A\n"),
+        control.display(),
+        progress.display(),
+        reboot_request.display(),
+    );
+    let daemon = Daemon::with_override(&config);
+    let ready = daemon.ready();
+    let code = ready.setup_code.clone().expect("a setup code");
+    let base = format!("https://{}", ready.addr);
+    let browser = Browser::start();
+
+    browser.go(&format!("{base}/setup"));
+    browser.wait_text("h1", "Set up your device");
+    browser.type_into("#setup-code", &code);
+    browser.type_into("#new-password", PASSWORD);
+    browser.type_into("#confirm-password", PASSWORD);
+    browser.click("#setup-form button[type=submit]");
+    browser.wait_path("/");
+    assert_eq!(browser.text("#firmware-version"), "1.0.0");
+
+    // The periodic check (5-35 s after start) finds 1.1.0; the card shows
+    // the release and a progress bar while it streams into slot B.
+    let patience = Duration::from_secs(90);
+    let deadline = Instant::now() + patience;
+    loop {
+        let percent = browser.property("#update-progress", "value");
+        let shown = browser.property("#update-progress-row", "hidden") == json!(false);
+        if shown && percent.as_f64().is_some_and(|p| p > 0.0 && p < 100.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no progress bar within {patience:?}: {}",
+            browser.text("#update-status")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let status = browser.text("#update-status");
+    assert!(
+        status.contains("Downloading and installing the update 1.1.0"),
+        "{status}"
+    );
+    assert!(browser.text("#update-release").contains("Update 1.1.0"));
+    assert_eq!(
+        browser.attribute("#update-notes", "href"),
+        "https://example.com/notes"
+    );
+    browser.check_accessible("dashboard-updating");
+    browser.screenshot("14-dashboard-update-progress");
+
+    // Installed: before the restart the owner is told when.
+    let deadline = Instant::now() + patience;
+    while browser.property("#update-reboot", "hidden") != json!(false) {
+        assert!(
+            Instant::now() < deadline,
+            "no restart notice: {}",
+            browser.text("#update-status")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let notice = browser.text("#update-reboot");
+    assert!(notice.contains("restart"), "{notice}");
+    assert!(!reboot_request.exists(), "the restart waits for the notice");
+    browser.screenshot("15-dashboard-restart-notice");
+    browser.check_phone("15-dashboard-restart-notice");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reboot_request.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no reboot was requested after the notice"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SWUpdate wrote slot B and armed it for one trial boot.
+    assert_eq!(swupdate.slot(&swupdate.slot_b), image(7));
+    assert_eq!(swupdate.grubenv_var("hearth_slot").as_deref(), Some("B"));
+    assert_eq!(swupdate.grubenv_var("ustate").as_deref(), Some("1"));
 }
 
 /// A Chromium session through chromedriver; both end on drop.

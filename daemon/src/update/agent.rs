@@ -145,6 +145,40 @@ pub struct Memory {
     /// The owner postponed this version until then.
     pub postponed: Option<(Version, Timestamp)>,
     pub last_result: Option<LastResult>,
+    /// The version on trial whose health check failed (set before the
+    /// reboot that gives it up).
+    pub unhealthy: Option<Version>,
+    /// Versions that fell back once without a failed health check (a power
+    /// cut or a crash during the trial boot): tried once more.
+    pub unexplained: Vec<Version>,
+}
+
+impl Memory {
+    /// Records that `version` failed its trial boot; true when it is now
+    /// refused for good. A failed health check refuses at once; a fallback
+    /// without one (the power failed, or the slot never got that far) gets
+    /// one more attempt, so a badly timed power cut does not keep a good
+    /// release, or a security fix, off the device.
+    pub fn fell_back(&mut self, version: Version) -> bool {
+        let refuse = self.unhealthy == Some(version) || self.unexplained.contains(&version);
+        self.unhealthy = None;
+        self.pending = None;
+        if refuse {
+            self.unexplained.retain(|v| *v != version);
+            if !self.refused.contains(&version) {
+                self.refused.push(version);
+                if self.refused.len() > MAX_REFUSED {
+                    self.refused.remove(0);
+                }
+            }
+        } else {
+            self.unexplained.push(version);
+            if self.unexplained.len() > MAX_REFUSED {
+                self.unexplained.remove(0);
+            }
+        }
+        refuse
+    }
 }
 
 const MEMORY_NAME: &str = "update-agent";
@@ -434,24 +468,22 @@ impl Agent {
             BootCase::FinishCommit(installed) => self.confirm(&installed),
             BootCase::RolledBack(installed) => {
                 let version = installed.as_ref().map(|i| i.version);
+                let mut memory = self.memory.get();
+                let refused = version.is_some_and(|v| memory.fell_back(v));
+                let running = self.status.borrow().running_version.clone();
                 let detail = match version {
+                    Some(v) if refused => format!(
+                        "version {v} did not start correctly, so the device went back to {running}; {v} will not be installed again"
+                    ),
                     Some(v) => format!(
-                        "version {v} did not start correctly, so the device went back to {}; {v} will not be installed again",
-                        self.status.borrow().running_version
+                        "version {v} did not finish starting (for example, the power failed during its first start), so the device went back to {running}; it will try {v} once more"
                     ),
                     None => "the last update did not start correctly, so the device went back to the previous software".to_owned(),
                 };
                 tracing::error!("{detail}");
                 self.remember(|m| {
+                    *m = memory.clone();
                     m.pending = None;
-                    if let Some(v) = version
-                        && !m.refused.contains(&v)
-                    {
-                        m.refused.push(v);
-                        if m.refused.len() > MAX_REFUSED {
-                            m.refused.remove(0);
-                        }
-                    }
                     m.last_result = Some(LastResult {
                         version: version.map(|v| v.to_string()).unwrap_or_default(),
                         outcome: "rolled-back".into(),
@@ -509,6 +541,8 @@ impl Agent {
                 "the new software failed its health check ({problem}); restarting into the previous software"
             );
             tracing::error!("{error}");
+            let version = installed.as_ref().map(|i| i.version);
+            self.remember(|m| m.unhealthy = version);
             self.set_status(|s| {
                 s.state = State::Rebooting;
                 s.last_error = Some(error.clone());
@@ -1134,6 +1168,26 @@ mod tests {
         assert_eq!(classify(None, U::Ok, A), Nothing);
         assert_eq!(classify(None, U::NotAvailable, A), Nothing);
         assert_eq!(classify(None, U::InProgress, A), Abandoned(None));
+    }
+
+    #[test]
+    fn a_failed_health_check_refuses_at_once_an_unexplained_fallback_after_two() {
+        let v: Version = "1.1.0".parse().unwrap();
+        let mut memory = Memory {
+            unhealthy: Some(v),
+            ..Memory::default()
+        };
+        assert!(memory.fell_back(v), "the health check failed: refused");
+        assert_eq!(memory.refused, [v]);
+        assert_eq!(memory.unhealthy, None);
+
+        let w: Version = "1.2.0".parse().unwrap();
+        let mut memory = Memory::default();
+        assert!(!memory.fell_back(w), "a power cut gets one more try");
+        assert!(memory.refused.is_empty());
+        assert!(memory.fell_back(w), "twice: refused");
+        assert_eq!(memory.refused, [w]);
+        assert!(memory.unexplained.is_empty());
     }
 
     #[test]
