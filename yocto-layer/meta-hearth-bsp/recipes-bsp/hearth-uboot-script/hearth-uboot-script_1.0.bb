@@ -21,6 +21,9 @@ inherit kernel-arch deploy nopackages
 
 S = "${UNPACKDIR}"
 
+# boot.scr is filled with the MACHINE's values (conf/hearth-bsp/<machine>.conf).
+PACKAGE_ARCH = "${MACHINE_ARCH}"
+
 # Board values; conf/hearth-bsp/<machine>.conf sets them (KNOBS.md).
 HEARTH_BOOTLIMIT ?= "1"
 HEARTH_UBOOT_BOOT_IF ?= "mmc"
@@ -55,6 +58,13 @@ do_compile() {
 
 do_deploy() {
     install -D -m 0644 ${B}/boot.scr ${DEPLOYDIR}/boot.scr
+}
+
+# qemuarm64: runqemu backs QEMU's second flash bank, where U-Boot keeps its
+# environment, with this file (QB_OPT_APPEND in conf/hearth-bsp/qemuarm64.conf):
+# 64 MiB of erased flash (0xff), so the first boot starts from U-Boot's defaults.
+do_deploy:append:qemuarm64() {
+    head -c 67108864 /dev/zero | tr '\000' '\377' > ${DEPLOYDIR}/hearth-uboot-env.flash
 }
 addtask deploy after do_compile before do_build
 
