@@ -570,7 +570,7 @@ async fn api_put_settings(
             StatusCode::BAD_REQUEST,
             Json(json!({
                 "error": "bad_request",
-                "message": "The maintenance window needs a start and an end hour from 0 to 23, and they must differ.",
+                "message": "The maintenance window needs a start and an end hour from 0 to 23.",
             })),
         )
             .into_response());

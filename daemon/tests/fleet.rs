@@ -86,9 +86,7 @@ fn the_device_publishes_retained_info_status_and_discovery_and_its_will_says_off
     // same connection) are at the broker too.
     let watcher = Sub::start(&broker, Some(SERVICE), &[&status_topic("dev1")]);
     assert!(
-        watcher
-            .wait(LONG, |m| m.json()["state"] == "idle")
-            .is_some(),
+        watcher.wait(LONG, online).is_some(),
         "online; hearthd:\n{}",
         plain_log(&daemon)
     );
@@ -112,7 +110,14 @@ fn the_device_publishes_retained_info_status_and_discovery_and_its_will_says_off
     assert!(info["disclosure"]["contacts"][0].is_string(), "{info}");
 
     let status = wait_retained(status_topic("dev1")).json();
-    assert_eq!(status["state"], "idle");
+    // Host mode has no A/B slots: the update agent says so in the status.
+    assert_eq!(status["state"], "unavailable", "{status}");
+    assert!(
+        status["update"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("hearth.slot")),
+        "{status}"
+    );
     assert_eq!(status["version"], hearthd::FIRMWARE_VERSION);
     assert_eq!(status["claimed"], false);
     assert_eq!(status["plug"]["on"], false);
@@ -142,9 +147,7 @@ fn the_device_publishes_retained_info_status_and_discovery_and_its_will_says_off
     daemon.ready();
     let before = watcher.count();
     assert!(
-        watcher
-            .wait_after(before, LONG, |m| m.json()["state"] == "idle")
-            .is_some(),
+        watcher.wait_after(before, LONG, online).is_some(),
         "online again after a restart"
     );
     let before = watcher.count();
@@ -168,7 +171,7 @@ fn plug_commands_are_refused_before_the_claim_and_switch_the_plug_after_it() {
     let addr = ready.addr;
     let status = Sub::start(&broker, Some(SERVICE), &[&status_topic("dev1")]);
     assert!(
-        status.wait(LONG, |m| m.json()["state"] == "idle").is_some(),
+        status.wait(LONG, online).is_some(),
         "online; hearthd:\n{}",
         plain_log(&daemon)
     );
@@ -305,7 +308,7 @@ fn the_device_reconnects_with_a_jittered_growing_backoff_after_a_broker_restart(
     let daemon = Daemon::with_override(&broker.fleet_config("dev1"));
     daemon.ready();
     let first = Sub::start(&broker, Some(SERVICE), &[&status_topic("dev1")]);
-    assert!(first.wait(LONG, |m| m.json()["state"] == "idle").is_some());
+    assert!(first.wait(LONG, online).is_some());
     drop(first);
 
     broker.kill();
@@ -316,9 +319,7 @@ fn the_device_reconnects_with_a_jittered_growing_backoff_after_a_broker_restart(
     // the device reconnected and published it.
     let again = Sub::start(&broker, Some(SERVICE), &[&status_topic("dev1")]);
     assert!(
-        again
-            .wait(Duration::from_secs(30), |m| m.json()["state"] == "idle")
-            .is_some(),
+        again.wait(Duration::from_secs(30), online).is_some(),
         "the device came back; hearthd:\n{}",
         plain_log(&daemon)
     );
@@ -458,11 +459,7 @@ fn acls_keep_devices_apart_and_a_client_without_a_certificate_cannot_connect() {
     let status = anonymous
         .exit(LONG)
         .expect("mosquitto_sub without a certificate gives up");
-    assert!(
-        !status.success(),
-        "{}",
-        anonymous.errors()
-    );
+    assert!(!status.success(), "{}", anonymous.errors());
     assert!(anonymous.all().is_empty());
     assert!(
         broker.log().contains("peer did not return a certificate"),
@@ -601,13 +598,18 @@ fn a_device_without_a_certificate_makes_a_key_and_csr_and_connects_once_it_is_si
     );
     std::fs::rename(&staged, &cert).expect("install certificate");
 
-    let status = watcher
-        .wait(LONG, |m| m.json()["state"] == "idle")
-        .unwrap_or_else(|| {
-            panic!(
-                "connected with the signed certificate; hearthd:\n{}",
-                plain_log(&daemon)
-            )
-        });
+    let status = watcher.wait(LONG, online).unwrap_or_else(|| {
+        panic!(
+            "connected with the signed certificate; hearthd:\n{}",
+            plain_log(&daemon)
+        )
+    });
     assert_eq!(status.json()["version"], hearthd::FIRMWARE_VERSION);
+}
+
+/// A status from a connected device: anything but the will's "offline"
+/// (in host mode the update state is "unavailable": there are no slots).
+fn online(m: &Message) -> bool {
+    let state = m.json()["state"].clone();
+    state.is_string() && state != "offline"
 }

@@ -249,26 +249,12 @@ pub async fn run(
             let error = format!(
                 "the update record cannot be read ({error}); updates stay off until the device is factory-reset"
             );
-            tracing::error!("{error}");
-            status.send_modify(|s| {
-                s.state = State::Unavailable;
-                s.last_error = Some(error);
-            });
-            let _ = shutdown.changed().await;
-            return;
+            return unavailable(error, status, commands, shutdown).await;
         }
     };
     let mut agent = match Agent::new(config, app, store, records, &device_id, status, fleet_up) {
         Ok(agent) => agent,
-        Err((status, error)) => {
-            tracing::error!(%error, "automatic updates cannot run");
-            status.send_modify(|s| {
-                s.state = State::Unavailable;
-                s.last_error = Some(error);
-            });
-            let _ = shutdown.changed().await;
-            return;
-        }
+        Err((status, error)) => return unavailable(error, status, commands, shutdown).await,
     };
     agent.after_boot().await;
     let interval = agent.config.check_interval();
@@ -288,6 +274,37 @@ pub async fn run(
                 agent.wake_at = None;
                 agent.reconsider().await;
             }
+        }
+    }
+}
+
+/// Updates cannot run here: say why, and answer the owner's requests with
+/// that reason until shutdown.
+async fn unavailable(
+    error: String,
+    status: watch::Sender<UpdateStatus>,
+    mut commands: mpsc::Receiver<Command>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tracing::error!(%error, "automatic updates cannot run");
+    status.send_modify(|s| {
+        s.state = State::Unavailable;
+        s.last_error = Some(error.clone());
+    });
+    let refusal = format!("Updates cannot run on this device: {error}");
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            command = commands.recv() => match command {
+                Some(Command::InstallNow(reply)) => {
+                    let _ = reply.send(Err(refusal.clone()));
+                }
+                Some(Command::Postpone { reply, .. }) => {
+                    let _ = reply.send(Err(refusal.clone()));
+                }
+                Some(Command::Manifest(_) | Command::SettingsChanged) => {}
+                None => return,
+            },
         }
     }
 }

@@ -103,7 +103,8 @@ pub fn wave_seed(device_id: &str) -> u16 {
 }
 
 /// The owner's maintenance window for reboots, in whole UTC hours:
-/// `[start_hour, end_hour)`, wrapping past midnight when start > end.
+/// `[start_hour, end_hour)`, wrapping past midnight when start > end; equal
+/// hours mean the whole day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Window {
@@ -113,11 +114,13 @@ pub struct Window {
 
 impl Window {
     pub fn is_valid(&self) -> bool {
-        self.start_hour < 24 && self.end_hour < 24 && self.start_hour != self.end_hour
+        self.start_hour < 24 && self.end_hour < 24
     }
 
     fn contains(&self, hour: u8) -> bool {
-        if self.start_hour < self.end_hour {
+        if self.start_hour == self.end_hour {
+            true
+        } else if self.start_hour < self.end_hour {
             (self.start_hour..self.end_hour).contains(&hour)
         } else {
             hour >= self.start_hour || hour < self.end_hour
@@ -291,13 +294,12 @@ mod tests {
         assert_eq!(night.next_open(t(T0 + 23 * 3600)), t(T0 + 23 * 3600));
         assert_eq!(night.next_open(t(T0 + 3600)), t(T0 + 3600));
         assert_eq!(night.next_open(t(T0 + 12 * 3600)), t(T0 + 22 * 3600));
-        assert!(
-            !Window {
-                start_hour: 3,
-                end_hour: 3
-            }
-            .is_valid()
-        );
+        let all_day = Window {
+            start_hour: 3,
+            end_hour: 3,
+        };
+        assert!(all_day.is_valid());
+        assert_eq!(all_day.next_open(t(T0 + 12 * 3600)), t(T0 + 12 * 3600));
         assert!(
             !Window {
                 start_hour: 24,
