@@ -29,7 +29,8 @@ do_compile() {
     if [ "$size" -gt 1024 ]; then
         bbfatal "grubenv.defaults does not fit GRUB's 1024-byte environment block"
     fi
-    head -c $((1024 - size)) /dev/zero | tr '\0' '#' >>${B}/grubenv
+    # expr, not $((...)): bitbake's shell parser does not take arithmetic.
+    head -c "$(expr 1024 - "$size")" /dev/zero | tr '\0' '#' >>${B}/grubenv
 }
 
 do_install() {
