@@ -359,7 +359,7 @@ pub fn case_justifications(docs: &Documents) -> Case {
         Verdict::NotTested,
         &format!(
             "informative: the ICS, generated from docs/compliance.md, declares {} mandatory provision(s) not or only \
-             partly met; the update work (issue 6) is in progress. Their verdicts come from their own test cases.",
+             partly met, as docs/compliance.md states. Their verdicts come from their own test cases.",
             mandatory.len()
         ),
         mandatory,

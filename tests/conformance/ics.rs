@@ -708,8 +708,8 @@ pub fn generate(repo: &Path) -> Result<Documents, String> {
                     ),
                     f(
                         "Delivery",
-                        "announcement over MQTT and download over HTTPS: in progress (issue 6); see the ICS rows for 5.3",
-                        "docs/compliance.md",
+                        "the release's signed manifest arrives as a retained MQTT message and from the HTTPS manifest URL, checked after start and at least daily; the artifact is downloaded over HTTPS (TLS 1.2/1.3) and verified before and while it is installed",
+                        "docs/updates.md, docs/compliance.md 5.3-5",
                     ),
                 ],
             )],
@@ -771,8 +771,8 @@ pub fn generate(repo: &Path) -> Result<Documents, String> {
                     ),
                     f(
                         "Postpone an update",
-                        "POST /api/update/postpone (issue 6, in progress)",
-                        "daemon/src/web.rs",
+                        "on the dashboard the owner postpones a release (1 to 14 days; a security release at most security_postpone_limit_hours after the device first saw it) or installs it now; in Settings, a maintenance window for restarts",
+                        "docs/updates.md, docs/compliance.md 5.3-3, 5.3-4",
                     ),
                 ],
             )],
