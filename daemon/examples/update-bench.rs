@@ -308,6 +308,133 @@ fn parent(mib: usize, rounds: usize) {
         th / tr
     );
     println!("  hearthd peak RSS (VmHWM):  {peak:.1} MiB  (target <= 16 MiB)");
+
+    over_https(w, &img, size, swu_len, rounds, &builder, &link_slots);
+}
+
+/// The same release fetched over HTTPS from a loopback server: SWUpdate's
+/// own downloader (`swupdate -d "-u URL"`, libcurl) against hearthd's
+/// download (rustls + hyper, streamed into SWUpdate through the same
+/// verified install), with hearthd's peak RSS.
+fn over_https(
+    w: &Path,
+    img: &[u8],
+    size: usize,
+    swu_len: u64,
+    rounds: usize,
+    builder: &dyn Fn() -> swupdate_testkit::DaemonBuilder,
+    link_slots: &dyn Fn(&Path, &Path),
+) {
+    let p = |n: &str| w.join(n);
+    let pki = p("pki");
+    let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../broker/dev-pki.sh"))
+        .arg(&pki)
+        .status()
+        .unwrap();
+    assert!(status.success(), "broker/dev-pki.sh failed");
+    let www = p("www");
+    fs::create_dir_all(&www).unwrap();
+    let server = system_tests::update_server::UpdateServer::start(
+        &www,
+        &pki.join("broker.crt"),
+        &pki.join("broker.key"),
+    );
+    let base = format!("https://127.0.0.1:{}/hearth", server.port);
+    release(&[
+        "manifest",
+        "--artifact",
+        s(&p("release.swu")),
+        "--key",
+        s(&p("signer")),
+        "--keyring",
+        s(&p("keyring.json")),
+        "--root",
+        s(&p("root")),
+        "--base-url",
+        &base,
+        "--security-version",
+        "1",
+        "--release-notes",
+        "https://example.com/notes",
+        "--out",
+        s(&p("manifest-https.json")),
+    ]);
+    release(&[
+        "publish",
+        "--manifest",
+        s(&p("manifest-https.json")),
+        "--artifact",
+        s(&p("release.swu")),
+        "--out",
+        s(&www),
+    ]);
+    let url = format!("{base}/{MODEL}/1.1.0/release.swu");
+    let (mut theirs, mut ours, mut hwm) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let one = builder().prefix("bench-dl-").one_shot();
+        link_slots(one.slot_a(), one.slot_b());
+        let t = one
+            .download(&url, &pki.join("ca.crt"))
+            .unwrap_or_else(|log| panic!("swupdate -d failed:\n{log}"));
+        check_slot(one.slot_b(), img, "swupdate -d");
+        theirs.push(t.as_secs_f64());
+        drop(one);
+
+        let d = builder().prefix("bench-hearthd-https-").start();
+        link_slots(&d.slot_a, &d.slot_b);
+        fs::write(&d.slot_b, vec![swupdate_testkit::SLOT_FILL; size]).unwrap();
+        let out = Command::new(std::env::current_exe().unwrap())
+            .arg("child")
+            .arg("https")
+            .arg(d.root().join("tmp"))
+            .arg(p("manifest-https.json"))
+            .arg(pki.join("ca.crt"))
+            .arg(p("root.cert.pem"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "https install failed: {stdout}{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            d.log()
+        );
+        let field = |k: &str| -> f64 {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        check_slot(&d.slot_b, img, "hearthd over https");
+        ours.push(field("seconds="));
+        hwm.push(field("vmhwm_kib=") / 1024.0);
+        println!(
+            "update-bench: https round {round}: swupdate -d {:.2} s, hearthd {:.2} s, hearthd peak RSS {:.1} MiB",
+            theirs[round - 1],
+            ours[round - 1],
+            hwm[round - 1]
+        );
+    }
+    let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let (tt, to) = (best(&theirs), best(&ours));
+    let mib_s = |t: f64| swu_len as f64 / f64::from(1 << 20) / t;
+    println!("update-bench: over HTTPS from a loopback server, best of {rounds}:");
+    println!(
+        "  swupdate's downloader (libcurl):  {tt:.2} s  ({:.1} MiB/s)",
+        mib_s(tt)
+    );
+    println!(
+        "  hearthd download + verify:        {to:.2} s  ({:.1} MiB/s)",
+        mib_s(to)
+    );
+    println!("  ratio hearthd / swupdate -d:      {:.3}", to / tt);
+    println!(
+        "  hearthd peak RSS (VmHWM):         {:.1} MiB",
+        hwm.iter().copied().fold(0.0, f64::max)
+    );
 }
 
 fn check_slot(slot: &Path, img: &[u8], who: &str) {
@@ -320,7 +447,7 @@ fn check_slot(slot: &Path, img: &[u8], who: &str) {
 /// from its file into the running SWUpdate daemon, then report.
 fn child(args: &[String]) {
     let [mode, sockets, manifest, swu, root] = args else {
-        panic!("child hearthd|raw SOCKET_DIR MANIFEST SWU ROOT_CERT");
+        panic!("child hearthd|raw|https SOCKET_DIR MANIFEST SWU|CA ROOT_CERT");
     };
     let client = Client::new(ClientConfig {
         install_timeout: Duration::from_secs(1800),
@@ -335,22 +462,63 @@ fn child(args: &[String]) {
     );
     let manifest = fs::read(manifest).unwrap();
     let started = Instant::now();
-    let artifact = fs::File::open(PathBuf::from(swu)).unwrap();
+    let artifact = if mode == "https" {
+        None
+    } else {
+        Some(fs::File::open(PathBuf::from(swu)).unwrap())
+    };
     let selection = Selection::inactive(Slot::A);
-    let done = if mode == "raw" {
+    let done = if mode == "https" {
+        // hearthd's download: a tokio thread streams into a channel, the
+        // install reads it (as the agent does).
+        let ca = PathBuf::from(swu);
+        let verified = update_manifest::verify(&manifest, &root, &facts, Timestamp::now()).unwrap();
+        let urls = verified.manifest().artifact.urls.clone();
+        let size = verified.manifest().artifact.size;
+        let (sink, reader) = update::download::ChannelReader::pair();
+        let fetch = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let fetcher = update::download::Fetcher::new(
+                    &ca,
+                    Duration::from_secs(10),
+                    Duration::from_secs(60),
+                    3,
+                )
+                .unwrap();
+                fetcher.stream(&urls, size, sink, |_| {}).await
+            })
+        });
+        let result = update::install(
+            &manifest,
+            reader,
+            &root,
+            &facts,
+            Timestamp::now(),
+            &client,
+            &selection,
+        )
+        .map(drop)
+        .map_err(|e| e.to_string());
+        let _ = fetch.join();
+        result
+    } else if mode == "raw" {
         let request = swupdate_rs::InstallRequest {
             software_set: selection.software_set.clone(),
             running_mode: selection.running_mode.clone(),
             ..Default::default()
         };
         client
-            .install(&request, artifact)
+            .install(&request, artifact.unwrap())
             .map(drop)
             .map_err(|e| e.to_string())
     } else {
         update::install(
             &manifest,
-            artifact,
+            artifact.unwrap(),
             &root,
             &facts,
             Timestamp::now(),

@@ -225,6 +225,18 @@ impl DaemonBuilder {
     }
 
     fn command(&self, setup: &Setup, more: &[OsString]) -> Command {
+        self.command_trusting(setup, None, more)
+    }
+
+    /// [`command`](Self::command); with `ca_bundle`, that file is also
+    /// bound over the system CA bundle, which SWUpdate's downloader (libcurl)
+    /// trusts.
+    fn command_trusting(
+        &self,
+        setup: &Setup,
+        ca_bundle: Option<&Path>,
+        more: &[OsString],
+    ) -> Command {
         let mut cmd = Command::new("unshare");
         if !is_root() {
             // Unprivileged: a user namespace grants the mount rights.
@@ -235,9 +247,10 @@ impl DaemonBuilder {
         // mount. /tmp stays as it is: the test's files may live under it.
         cmd.env("TMPDIR", &setup.tmp)
             .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-            .arg(r#"mount --bind "$1" /boot && shift && exec swupdate "$@""#)
+            .arg(r#"mount --bind "$1" /boot && shift && if [ "$1" != - ]; then mount --bind "$1" /etc/ssl/certs/ca-certificates.crt; fi && shift && exec swupdate "$@""#)
             .arg("sh")
             .arg(&setup.boot)
+            .arg(ca_bundle.map_or_else(|| OsString::from("-"), OsString::from))
             .args(["-v", "-f"])
             .arg(&setup.cfg)
             .arg("-k")
@@ -299,10 +312,26 @@ impl OneShot {
     /// Returns the time from starting swupdate to its exit (its start-up
     /// included), or its log if it failed.
     pub fn install(&self, swu: &Path) -> Result<Duration, String> {
-        let log_file = fs::File::create(&self.setup.log).unwrap();
-        let mut cmd = self
+        let cmd = self
             .builder
             .command(&self.setup, &[OsString::from("-i"), swu.into()]);
+        self.run(cmd)
+    }
+
+    /// Runs `swupdate <standard args> -d "-u <url>"`: SWUpdate's own
+    /// downloader (libcurl) fetches and installs, trusting only
+    /// `ca_bundle`. Returns the time to swupdate's exit, or its log.
+    pub fn download(&self, url: &str, ca_bundle: &Path) -> Result<Duration, String> {
+        let cmd = self.builder.command_trusting(
+            &self.setup,
+            Some(ca_bundle),
+            &[OsString::from("-d"), OsString::from(format!("-u {url}"))],
+        );
+        self.run(cmd)
+    }
+
+    fn run(&self, mut cmd: Command) -> Result<Duration, String> {
+        let log_file = fs::File::create(&self.setup.log).unwrap();
         cmd.stdout(log_file.try_clone().unwrap()).stderr(log_file);
         let started = Instant::now();
         let status = cmd.status().expect("cannot start unshare/swupdate");
