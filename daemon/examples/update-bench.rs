@@ -224,6 +224,11 @@ fn parent(mib: usize, rounds: usize) {
         // swupdate -i's main thread polls for the result with sleep(1)
         // ("Main thread sleep again !"), so its time is coarse.
         sleeps.push(one.log().matches("Main thread sleep again").count());
+        drop(one);
+        // A fresh set-up: the first install left the environment armed
+        // (ustate=1), and the tiny one must start from the same state.
+        let one = builder().prefix("bench-tiny-").one_shot();
+        link_slots(one.slot_a(), one.slot_b());
         let fixed = one
             .install(&p("tiny.swu"))
             .unwrap_or_else(|log| panic!("swupdate -i (tiny) failed:\n{log}"));
