@@ -123,8 +123,27 @@ impl Device {
     /// consumed) and returns it.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
+        // QEMU 7.2 under TCG sometimes never comes back from the guest's
+        // reset (the console stops at "reboot: machine restart", no firmware
+        // output follows). A board's hardware watchdog would reset it; here
+        // the harness does, once per hang, and says so.
+        let mut last_len = 0;
+        let mut still_since = Instant::now();
         loop {
             let serial = self.serial();
+            if serial.len() != last_len {
+                last_len = serial.len();
+                still_since = Instant::now();
+            } else if serial.trim_end().ends_with("reboot: machine restart")
+                && still_since.elapsed() > Duration::from_secs(90)
+            {
+                eprintln!(
+                    "{}: QEMU hung after the guest's reboot for 90 s; resetting it over QMP (system_reset)",
+                    self.label
+                );
+                self.qmp("system_reset");
+                still_since = Instant::now();
+            }
             if let Some(rest) = serial.get(self.seen..)
                 && let Some(at) = rest.find(needle)
                 && let Some(end) = rest[at..].find('\n')
