@@ -239,33 +239,13 @@ fn parent(mib: usize, rounds: usize) {
         let d = builder().prefix("bench-hearthd-").start();
         link_slots(&d.slot_a, &d.slot_b);
         let run_child = |mode: &str| -> (f64, f64) {
-            let out = Command::new(std::env::current_exe().unwrap())
-                .arg("child")
-                .arg(mode)
-                .arg(d.root().join("tmp"))
-                .arg(p("manifest.json"))
-                .arg(p("release.swu"))
-                .arg(p("root.cert.pem"))
-                .output()
-                .unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            assert!(
-                out.status.success(),
-                "{mode} install failed: {stdout}{}\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                d.log()
+            let figures = install_in_child(
+                mode,
+                &d,
+                &[p("manifest.json"), p("release.swu"), p("root.cert.pem")],
             );
-            let field = |k: &str| -> f64 {
-                stdout
-                    .lines()
-                    .find_map(|l| l.strip_prefix(k))
-                    .unwrap()
-                    .trim()
-                    .parse()
-                    .unwrap()
-            };
             check_slot(&d.slot_b, &img, mode);
-            (field("seconds="), field("vmhwm_kib=") / 1024.0)
+            figures
         };
         let (t, peak) = run_child("hearthd");
         ours.push(Duration::from_secs_f64(t));
@@ -388,34 +368,18 @@ fn over_https(
         let d = builder().prefix("bench-hearthd-https-").start();
         link_slots(&d.slot_a, &d.slot_b);
         fs::write(&d.slot_b, vec![swupdate_testkit::SLOT_FILL; size]).unwrap();
-        let out = Command::new(std::env::current_exe().unwrap())
-            .arg("child")
-            .arg("https")
-            .arg(d.root().join("tmp"))
-            .arg(p("manifest-https.json"))
-            .arg(pki.join("ca.crt"))
-            .arg(p("root.cert.pem"))
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "https install failed: {stdout}{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            d.log()
+        let (seconds, peak) = install_in_child(
+            "https",
+            &d,
+            &[
+                p("manifest-https.json"),
+                pki.join("ca.crt"),
+                p("root.cert.pem"),
+            ],
         );
-        let field = |k: &str| -> f64 {
-            stdout
-                .lines()
-                .find_map(|l| l.strip_prefix(k))
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap()
-        };
         check_slot(&d.slot_b, img, "hearthd over https");
-        ours.push(field("seconds="));
-        hwm.push(field("vmhwm_kib=") / 1024.0);
+        ours.push(seconds);
+        hwm.push(peak);
         println!(
             "update-bench: https round {round}: swupdate -d {:.2} s, hearthd {:.2} s, hearthd peak RSS {:.1} MiB",
             theirs[round - 1],
@@ -440,6 +404,35 @@ fn over_https(
         "  hearthd peak RSS (VmHWM):         {:.1} MiB",
         hwm.iter().copied().fold(0.0, f64::max)
     );
+}
+
+/// Runs this program as `child MODE SOCKET_DIR ARGS...` against daemon `d`
+/// and returns its install time (s) and peak RSS (MiB).
+fn install_in_child(mode: &str, d: &swupdate_testkit::Daemon, args: &[PathBuf]) -> (f64, f64) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .arg("child")
+        .arg(mode)
+        .arg(d.root().join("tmp"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{mode} install failed: {stdout}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.log()
+    );
+    let field = |k: &str| -> f64 {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    (field("seconds="), field("vmhwm_kib=") / 1024.0)
 }
 
 fn check_slot(slot: &Path, img: &[u8], who: &str) {

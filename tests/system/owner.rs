@@ -16,7 +16,9 @@ fn addr(device: &Device) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, device.port()))
 }
 
-fn call(
+/// One HTTPS request to the device's forwarded port; panics on a transport
+/// error (the other system tests use it too).
+pub fn call(
     device: &Device,
     method: &str,
     path: &str,

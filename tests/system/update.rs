@@ -5,12 +5,13 @@
 //! boot, hearthd's health check and commit. The guest reaches the broker and
 //! the server only through `guestfwd` rules (user networking, restrict=on).
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use system_tests::broker::{Broker, GUEST_HOST, Message, SERVICE, Sub};
-use system_tests::https::{Response, request};
+use system_tests::https::Response;
+
+use crate::owner::call;
 use system_tests::offline::Ext4;
 use system_tests::releases::{GUEST_HTTPS_PORT, Kind, MODEL, Release, Vendor};
 use system_tests::update_server::UpdateServer;
@@ -195,21 +196,6 @@ fn provision(disk: &Disk, broker: &Broker, https_check: bool) {
         String::from_utf8_lossy(&out.stderr)
     );
     disk.write_partition(DATA, &raw);
-}
-
-fn addr(device: &Device) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, device.port()))
-}
-
-fn call(
-    device: &Device,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> Response {
-    request(addr(device), method, path, headers, body)
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
 /// A logged-in owner: the session cookie and its CSRF token.
