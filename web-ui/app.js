@@ -134,7 +134,7 @@ function renderDashboard(data) {
 // whether it is a security fix (5.3-11).
 function renderUpdate(update) {
   show('update-status', update.message);
-  const busy = update.state === 'downloading';
+  const busy = ['downloading', 'installing'].includes(update.state);
   document.getElementById('update-progress-row').hidden = !busy;
   if (busy) {
     const percent = update.progress || 0;

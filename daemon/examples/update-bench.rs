@@ -460,71 +460,71 @@ fn child(args: &[String]) {
     );
     let manifest = fs::read(manifest).unwrap();
     let started = Instant::now();
-    let artifact = if mode == "https" {
-        None
-    } else {
-        Some(fs::File::open(PathBuf::from(swu)).unwrap())
-    };
     let selection = Selection::inactive(Slot::A);
-    let done = if mode == "https" {
-        // hearthd's download: a tokio thread streams into a channel, the
-        // install reads it (as the agent does).
-        let ca = PathBuf::from(swu);
-        let verified = update_manifest::verify(&manifest, &root, &facts, Timestamp::now()).unwrap();
-        let urls = verified.manifest().artifact.urls.clone();
-        let size = verified.manifest().artifact.size;
-        let (sink, reader) = update::download::ChannelReader::pair();
-        let fetch = std::thread::spawn(move || {
+    let install =
+        |open: &mut dyn FnMut(update::Pass) -> std::io::Result<Box<dyn std::io::Read>>| {
+            update::install(
+                &manifest,
+                open,
+                &root,
+                &facts,
+                Timestamp::now(),
+                &client,
+                &selection,
+            )
+            .map(drop)
+            .map_err(|e| e.to_string())
+        };
+    let done = match mode.as_str() {
+        "https" => {
+            // hearthd's download: each read streams from a tokio task into
+            // a channel, and the install reads it (as the agent does).
+            let ca = PathBuf::from(swu);
+            let verified =
+                update_manifest::verify(&manifest, &root, &facts, Timestamp::now()).unwrap();
+            let urls = verified.manifest().artifact.urls.clone();
+            let size = verified.manifest().artifact.size;
+            // hearthd's runtime is current-thread: one thread drives it.
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            runtime.block_on(async {
-                let fetcher = update::download::Fetcher::new(
-                    &ca,
-                    Duration::from_secs(10),
-                    Duration::from_secs(60),
-                    3,
-                )
-                .unwrap();
-                fetcher.stream(&urls, size, sink, |_| {}).await
-            })
-        });
-        let result = update::install(
-            &manifest,
-            reader,
-            &root,
-            &facts,
-            Timestamp::now(),
-            &client,
-            &selection,
-        )
-        .map(drop)
-        .map_err(|e| e.to_string());
-        let _ = fetch.join();
-        result
-    } else if mode == "raw" {
-        let request = swupdate_rs::InstallRequest {
-            software_set: selection.software_set.clone(),
-            running_mode: selection.running_mode.clone(),
-            ..Default::default()
-        };
-        client
-            .install(&request, artifact.unwrap())
-            .map(drop)
-            .map_err(|e| e.to_string())
-    } else {
-        update::install(
-            &manifest,
-            artifact.unwrap(),
-            &root,
-            &facts,
-            Timestamp::now(),
-            &client,
-            &selection,
-        )
-        .map(drop)
-        .map_err(|e| e.to_string())
+            let handle = runtime.handle().clone();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let driver = std::thread::spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                })
+            });
+            let fetcher = update::download::Fetcher::new(
+                &ca,
+                Duration::from_secs(10),
+                Duration::from_secs(60),
+                3,
+            )
+            .unwrap();
+            let result = install(&mut |_| {
+                let (sink, reader) = update::download::ChannelReader::pair();
+                let (fetcher, urls) = (fetcher.clone(), urls.clone());
+                handle.spawn(async move { fetcher.stream(&urls, size, sink, |_| {}).await });
+                Ok(Box::new(reader))
+            });
+            drop(stop);
+            let _ = driver.join();
+            result
+        }
+        "raw" => {
+            let request = swupdate_rs::InstallRequest {
+                software_set: selection.software_set.clone(),
+                running_mode: selection.running_mode.clone(),
+                ..Default::default()
+            };
+            client
+                .install(&request, fs::File::open(swu).unwrap())
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+        _ => install(&mut |_| Ok(Box::new(fs::File::open(swu)?))),
     };
     let elapsed = started.elapsed();
     if let Err(e) = done {

@@ -4,10 +4,12 @@
 //! file-backed slot B of the REAL Debian `swupdate` 2022.12 (run by
 //! `swupdate-testkit` in a private mount namespace).
 //!
-//! Every refusal is checked for what it must leave behind: the boot
-//! environment not armed and SWUpdate's `ustate` not "installed"; for the
-//! manifest-level refusals also slot B byte for byte untouched and not one
-//! byte read from the artifact (a reader that panics).
+//! Every refusal is checked for what it must leave behind: slot B byte for
+//! byte untouched, the boot environment not armed and SWUpdate's `ustate`
+//! not "installed"; for the manifest-level refusals also not one byte read
+//! from the artifact (a reader that panics). The one exception is an
+//! artifact that changes between hearthd's check and its install: slot B
+//! may then hold a prefix of the checked release, and nothing else.
 //!
 //! Needs `swupdate`, `openssl`, `zstd` and `unshare` (root, or unprivileged
 //! user namespaces).
@@ -59,17 +61,30 @@ fn selection(d: &Daemon) -> Selection {
     Selection::inactive(Slot::running(&cmdline).unwrap())
 }
 
-fn install(
+/// Installs with the same bytes served for both of hearthd's reads.
+fn install<R: Read + Clone>(
     d: &Daemon,
     v: &Vendor,
     manifest: &[u8],
-    artifact: impl Read,
+    artifact: R,
+    facts: &DeviceFacts,
+    now: Timestamp,
+) -> Result<Installed, UpdateError> {
+    install_reads(d, v, manifest, |_| Ok(artifact.clone()), facts, now)
+}
+
+/// Installs with `open` serving each of hearthd's reads.
+fn install_reads<R: Read>(
+    d: &Daemon,
+    v: &Vendor,
+    manifest: &[u8],
+    open: impl FnMut(update::Pass) -> std::io::Result<R>,
     facts: &DeviceFacts,
     now: Timestamp,
 ) -> Result<Installed, UpdateError> {
     update::install(
         manifest,
-        artifact,
+        open,
         &v.trusted_root(),
         facts,
         now,
@@ -79,6 +94,7 @@ fn install(
 }
 
 /// An artifact that must never be read (manifest-level refusals).
+#[derive(Clone)]
 struct MustNotRead;
 
 impl Read for MustNotRead {
@@ -87,7 +103,9 @@ impl Read for MustNotRead {
     }
 }
 
-/// A file reader that counts what it hands out.
+/// A reader that counts what it hands out (across clones, so across
+/// hearthd's two reads).
+#[derive(Clone)]
 struct Counted<R> {
     inner: R,
     n: Arc<AtomicU64>,
@@ -162,7 +180,11 @@ fn keygen_certify_build_manifest_then_hearthd_installs_into_slot_b_and_confirms(
         .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
 
     let swu_len = fs::metadata(&swu).unwrap().len();
-    assert_eq!(read.load(Ordering::Relaxed), swu_len);
+    assert_eq!(
+        read.load(Ordering::Relaxed),
+        2 * swu_len,
+        "read once to check, once to install"
+    );
     assert_eq!(done.bytes_streamed, swu_len);
     assert_eq!(done.version.to_string(), "1.1.0");
     assert_eq!((done.security_version, done.keyring_version), (3, 1));
@@ -298,36 +320,25 @@ fn every_manifest_level_refusal_reads_nothing_writes_nothing_and_arms_nothing() 
 }
 
 #[test]
-fn a_tampered_sw_description_is_refused_by_swupdate_before_anything_is_written() {
+fn a_tampered_sw_description_is_refused_before_swupdate_hears_of_it() {
     let v = vendor();
     let d = v.swupdate();
     let swu = v.build(&d, "good", "1.1.0", &["signer"], &image(5));
     let manifest = manifest_json(&v, &swu, "signer", &[]);
-    let tampered = tamper_sw_description(&fs::read(&swu).unwrap());
-    let (reader, _) = counted(tampered);
+    let (reader, _) = counted(tamper_sw_description(&fs::read(&swu).unwrap()));
     let err = install(&d, &v, &manifest, reader, &facts(), Timestamp::now()).unwrap_err();
     println!("tampered sw-description: {err}");
-    assert!(
-        matches!(
-            err,
-            UpdateError::Swupdate { .. } | UpdateError::Artifact { .. }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, UpdateError::Artifact { .. }), "{err:?}");
+    assert!(err.nothing_written());
     d.assert_untouched("tampered sw-description");
     assert_not_armed(&d, "tampered sw-description");
-    assert_eq!(
-        d.grubenv_var("ustate").as_deref(),
-        Some("0"),
-        "ustate reset"
-    );
 }
 
 #[test]
 fn a_genuine_release_served_with_another_releases_manifest_is_refused_before_writing() {
     // Mix-and-match: a correctly signed 1.2.0 .swu behind the 1.1.0
-    // manifest. hearthd pins SWUpdate to the manifest's version, so
-    // SWUpdate refuses at sw-description, before the image.
+    // manifest. Its SHA-256 is not the manifest's, so hearthd's check
+    // refuses it; SWUpdate, pinned to the manifest's version, would too.
     let v = vendor();
     let d = v.swupdate();
     let swu = v.build(&d, "good", "1.1.0", &["signer"], &image(6));
@@ -336,13 +347,21 @@ fn a_genuine_release_served_with_another_releases_manifest_is_refused_before_wri
     let (reader, _) = counted(fs::read(&other).unwrap());
     let err = install(&d, &v, &manifest, reader, &facts(), Timestamp::now()).unwrap_err();
     println!("1.2.0 artifact behind the 1.1.0 manifest: {err}");
-    assert!(matches!(err, UpdateError::Swupdate { .. }), "{err:?}");
+    assert!(matches!(err, UpdateError::Artifact { .. }), "{err:?}");
     d.assert_untouched("another release's artifact");
     assert_not_armed(&d, "another release's artifact");
 }
 
+/// Bytes of inactive slot B that no longer hold the testkit's fill.
+fn overwritten(d: &Daemon) -> usize {
+    d.slot(&d.slot_b)
+        .iter()
+        .filter(|&&b| b != swupdate_testkit::SLOT_FILL)
+        .count()
+}
+
 #[test]
-fn a_flipped_byte_in_the_image_is_refused_and_nothing_is_armed() {
+fn a_flipped_byte_in_the_image_is_refused_with_slot_b_untouched() {
     let v = vendor();
     let d = v.swupdate();
     let swu = v.build(&d, "good", "1.1.0", &["signer"], &image(8));
@@ -353,18 +372,94 @@ fn a_flipped_byte_in_the_image_is_refused_and_nothing_is_armed() {
     let (reader, _) = counted(bytes.clone());
     let err = install(&d, &v, &manifest, reader, &facts(), Timestamp::now()).unwrap_err();
     println!("flipped image byte: {err}");
+    assert!(matches!(err, UpdateError::Artifact { .. }), "{err:?}");
+    assert!(err.nothing_written());
+    d.assert_untouched("flipped image byte");
+    assert_not_armed(&d, "flipped image byte");
+
+    // Why hearthd checks before it streams: the same bytes straight into
+    // SWUpdate (installed-directly) overwrite most of slot B before the
+    // image's SHA-256 fails, and leave `ustate` for someone to reset.
+    let e = d
+        .client
+        .install(&swupdate_rs::InstallRequest::default(), &bytes[..])
+        .unwrap_err();
+    let ustate = d.grubenv_var("ustate");
+    let written = overwritten(&d);
+    println!(
+        "straight to swupdate: {e}; {written} of {IMAGE_SIZE} bytes of slot B overwritten, ustate then {ustate:?}"
+    );
+    assert!(written > 0, "SWUpdate now checks before it writes");
+    d.assert_not_armed("flipped image byte straight to swupdate");
+}
+
+/// Serves the good artifact for hearthd's check, then `second` for the
+/// install.
+fn good_then(
+    good: Vec<u8>,
+    second: impl Read + 'static,
+) -> impl FnMut(update::Pass) -> std::io::Result<Box<dyn Read>> {
+    let mut second = Some(Box::new(second) as Box<dyn Read>);
+    move |pass| match pass {
+        update::Pass::Check => Ok(Box::new(std::io::Cursor::new(good.clone())) as Box<dyn Read>),
+        update::Pass::Install => Ok(second.take().expect("one install read")),
+    }
+}
+
+/// A reader that fails after `left` bytes, like a download that breaks off.
+struct BreaksOff<R> {
+    inner: R,
+    left: usize,
+}
+
+impl<R: Read> Read for BreaksOff<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset",
+            ));
+        }
+        let n = buf.len().min(self.left);
+        let n = self.inner.read(&mut buf[..n])?;
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn an_artifact_that_changes_after_its_check_never_reaches_swupdate() {
+    // The server sends the genuine artifact for hearthd's check and a
+    // tampered one for the install. hearthd hands SWUpdate only chunks that
+    // match the checked read, so slot B can hold a prefix of the genuine
+    // image and nothing else; nothing is armed.
+    let v = vendor();
+    let d = v.swupdate();
+    let img = image(12);
+    let swu = v.build(&d, "good", "1.1.0", &["signer"], &img);
+    let manifest = manifest_json(&v, &swu, "signer", &[]);
+    let good = fs::read(&swu).unwrap();
+    let mut tampered = good.clone();
+    let at = good.len() - 1000;
+    tampered[at] ^= 0x01;
+
+    let err = install_reads(
+        &d,
+        &v,
+        &manifest,
+        good_then(good.clone(), std::io::Cursor::new(tampered)),
+        &facts(),
+        Timestamp::now(),
+    )
+    .unwrap_err();
+    println!("changed after the check: {err}");
+    assert!(matches!(err, UpdateError::Interrupted { .. }), "{err:?}");
     assert!(
-        matches!(
-            err,
-            UpdateError::Swupdate { .. } | UpdateError::Artifact { .. }
-        ),
-        "{err:?}"
+        err.to_string().contains("changed after it was checked"),
+        "{err}"
     );
     assert!(!err.nothing_written());
-    // Known limitation (installed-directly): the inactive slot B may hold
-    // part of the image, but the boot environment is not armed and
-    // SWUpdate's ustate is reset, so the device keeps booting slot A.
-    assert_not_armed(&d, "flipped image byte");
+    assert_not_armed(&d, "changed after the check");
     assert_eq!(
         d.grubenv_var("ustate").as_deref(),
         Some("0"),
@@ -374,28 +469,44 @@ fn a_flipped_byte_in_the_image_is_refused_and_nothing_is_armed() {
         d.slot_is_untouched(&d.slot_a),
         "the running slot A was written"
     );
-    assert_ne!(d.slot(&d.slot_b), image(8), "slot B holds the full image");
-    let written = d
-        .slot(&d.slot_b)
+    let slot_b = d.slot(&d.slot_b);
+    let foreign = slot_b
         .iter()
-        .filter(|&&b| b != swupdate_testkit::SLOT_FILL)
+        .zip(&img)
+        .filter(|&(&b, &i)| b != i && b != swupdate_testkit::SLOT_FILL)
         .count();
-    println!("flipped image byte: {written} of {IMAGE_SIZE} bytes of inactive slot B overwritten");
-
-    // What SWUpdate leaves without hearthd's reset: the same bytes straight
-    // into SWUpdate (no manifest check, no reset).
-    let e = d
-        .client
-        .install(&swupdate_rs::InstallRequest::default(), &bytes[..])
-        .unwrap_err();
-    let ustate = d.grubenv_var("ustate");
-    println!("straight to swupdate: {e}; ustate then {ustate:?}");
-    assert_ne!(
-        ustate.as_deref(),
-        Some("0"),
-        "SWUpdate now resets ustate itself"
+    assert_eq!(
+        foreign, 0,
+        "slot B holds bytes that are not the checked image"
     );
-    d.assert_not_armed("flipped image byte straight to swupdate");
+    println!(
+        "changed after the check: {} of {IMAGE_SIZE} bytes of slot B hold the checked image",
+        overwritten(&d)
+    );
+
+    // A second download that breaks off: the same, reported as interrupted.
+    let d = v.swupdate();
+    let broken = BreaksOff {
+        inner: std::io::Cursor::new(good.clone()),
+        left: good.len() / 2,
+    };
+    let err = install_reads(
+        &d,
+        &v,
+        &manifest,
+        good_then(good, broken),
+        &facts(),
+        Timestamp::now(),
+    )
+    .unwrap_err();
+    println!("second download broke off: {err}");
+    assert!(matches!(err, UpdateError::Interrupted { .. }), "{err:?}");
+    assert!(err.to_string().contains("connection reset"), "{err}");
+    assert_not_armed(&d, "second download broke off");
+    assert!(
+        d.slot_is_untouched(&d.slot_a),
+        "the running slot A was written"
+    );
 }
 
 #[test]
@@ -438,9 +549,9 @@ fn after_rotation_the_new_key_installs_and_the_revoked_key_does_not() {
 }
 
 #[test]
-fn swupdate_refusing_the_selection_is_reported_and_nothing_is_read() {
+fn swupdate_refusing_the_selection_is_reported_and_nothing_is_written() {
     // A daemon that accepts no IPC selection (-q missing): hearthd's request
-    // for stable,copy2 is NACKed before any artifact byte is read.
+    // for stable,copy2 is NACKed after the check, before anything is sent.
     let v = vendor();
     let d = v
         .swupdate_builder()
@@ -448,7 +559,8 @@ fn swupdate_refusing_the_selection_is_reported_and_nothing_is_read() {
         .start();
     let swu = v.build(&d, "good", "1.1.0", &["signer"], &image(11));
     let manifest = manifest_json(&v, &swu, "signer", &[]);
-    let err = install(&d, &v, &manifest, MustNotRead, &facts(), Timestamp::now()).unwrap_err();
+    let (reader, _) = counted(fs::read(&swu).unwrap());
+    let err = install(&d, &v, &manifest, reader, &facts(), Timestamp::now()).unwrap_err();
     println!("selection not accepted: {err}");
     assert!(matches!(err, UpdateError::Start { .. }), "{err:?}");
     assert!(err.nothing_written());

@@ -268,14 +268,15 @@ fn a_release_is_installed_to_the_other_slot_committed_and_the_next_one_goes_back
     let running = first["version"].as_str().expect("version").to_owned();
     assert_eq!(first["update"]["running_slot"], "A");
 
-    // Release 9.1.0: downloaded (the connection drops after 30 MiB and the
-    // download resumes with Range), installed into B, the owner warned,
-    // reboot.
+    // Release 9.1.0: downloaded and checked (the connection drops after
+    // 30 MiB and the download resumes with Range), downloaded again into
+    // SWUpdate and slot B, the owner warned, reboot.
     let started = Instant::now();
     let release = lab.vendor.release("9.1.0", Kind::Good, 1, false);
     lab.server.cut_next_artifact_after(30 << 20);
     lab.announce(&release);
     let (seen, _) = lab.wait_status(seen, long(), "downloading", |s| s["state"] == "downloading");
+    let (seen, _) = lab.wait_status(seen, long(), "installing", |s| s["state"] == "installing");
     let (seen, notice) = lab.wait_status(seen, long(), "rebooting (the owner's warning)", |s| {
         s["state"] == "rebooting"
     });
@@ -298,14 +299,18 @@ fn a_release_is_installed_to_the_other_slot_committed_and_the_next_one_goes_back
         .collect();
     assert_eq!(
         fetches.len(),
-        2,
-        "one cut-off download and one resumption: {fetches:?}"
+        3,
+        "the check's cut-off download and its resumption, then the install's: {fetches:?}"
     );
     assert_eq!((fetches[0].range_start, fetches[0].sent), (None, 30 << 20));
     assert_eq!(
         fetches[1].range_start,
         Some(30 << 20),
         "resumed where it stopped"
+    );
+    assert_eq!(
+        fetches[2].range_start, None,
+        "the install reads from the start"
     );
     device.wait_ready();
 
@@ -450,8 +455,8 @@ fn tampered_older_and_foreign_releases_are_refused_with_a_reason() {
         "a refused manifest fetches nothing"
     );
 
-    // A tampered artifact behind a good manifest: refused at the end of the
-    // download, the boot environment not armed.
+    // A tampered artifact behind a good manifest: refused by the check, so
+    // it is downloaded once and never streamed into SWUpdate.
     let swu = lab
         .server
         .root
@@ -468,11 +473,18 @@ fn tampered_older_and_foreign_releases_are_refused_with_a_reason() {
     lab.announce(&good);
     let (_, status) = lab.wait_status(seen, long(), "the tampered artifact refused", |s| {
         s["state"] == "failed"
-            && s["update"]["last_error"].as_str().is_some_and(|e| {
-                e.contains("does not match its signed manifest") || e.contains("SWUpdate")
-            })
+            && s["update"]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("does not match its signed manifest"))
     });
     eprintln!("tampered artifact: {}", status["update"]["last_error"]);
+    assert!(
+        status["update"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("nothing was written")),
+        "{status}"
+    );
+    assert_eq!(lab.artifact_requests(), 1, "checked once, never installed");
     device.powerdown();
 
     // The device still boots slot A, not on trial.
@@ -539,8 +551,8 @@ fn with_mqtt_down_the_periodic_https_check_still_installs_the_release() {
             .iter()
             .filter(|r| r.path.ends_with(".swu"))
             .count(),
-        1,
-        "downloaded once"
+        2,
+        "downloaded twice (checked, then installed), and only once through"
     );
     device.powerdown();
 }
@@ -592,13 +604,17 @@ fn power_cuts_during_updates_never_lose_the_device_or_the_owners_data() {
     let mut seen = 0;
     let mut outcomes = Vec::new();
     for cut in 1..=cuts {
-        let phase = rng.below(3);
+        let phase = rng.below(4);
         let (name, delay) = match phase {
             0 => {
                 lab.wait_status(seen, long(), "downloading", |s| s["state"] == "downloading");
-                ("while downloading and installing", rng.below(30))
+                ("while downloading and checking", rng.below(20))
             }
             1 => {
+                lab.wait_status(seen, long(), "installing", |s| s["state"] == "installing");
+                ("while installing", rng.below(20))
+            }
+            2 => {
                 lab.wait_status(seen, long(), "rebooting", |s| s["state"] == "rebooting");
                 ("around the reboot", rng.below(25))
             }

@@ -7,10 +7,10 @@ use serde_json::json;
 use super::topics::Topics;
 
 /// Bumped when a status field changes meaning or disappears.
-pub const STATUS_SCHEMA: u32 = 1;
+pub const STATUS_SCHEMA: u32 = 2;
 
 /// The retained status message. `state` is the update agent's state
-/// (`"idle"`, `"available"`, `"downloading"`, `"waiting-to-reboot"`,
+/// (`"idle"`, `"available"`, `"downloading"`, `"installing"`, `"waiting-to-reboot"`,
 /// `"rebooting"`, `"checking"`, `"failed"`, `"unavailable"`; docs/mqtt.md),
 /// `"idle"` on a device without automatic updates. The last will carries
 /// `"offline"`.

@@ -26,7 +26,7 @@ use super::config::UpdateConfig;
 use super::download::{ChannelReader, Fetcher};
 use super::policy::{self, Choices, Decision, Offer};
 use super::status::{LastResult, Release, State, UpdateStatus};
-use super::{Installed, Selection, Slot, UpdateRecords};
+use super::{Installed, Pass, Selection, Slot, UpdateRecords};
 use crate::persist::{Cached, Store};
 use crate::web::AppState;
 
@@ -913,20 +913,37 @@ impl Agent {
             });
         });
 
+        // Each pass of `super::install` opens its own download of the
+        // artifact; `delivered` counts the current one.
         let delivered = Arc::new(AtomicU64::new(0));
+        let installing_now = Arc::new(AtomicBool::new(false));
+        let downloads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let open = {
+            let runtime = tokio::runtime::Handle::current();
+            let fetcher = self.fetcher.clone();
+            let urls = manifest.artifact.urls.clone();
+            let (delivered, installing_now, downloads) =
+                (delivered.clone(), installing_now.clone(), downloads.clone());
+            move |pass: Pass| {
+                installing_now.store(pass == Pass::Install, Ordering::Relaxed);
+                delivered.store(0, Ordering::Relaxed);
+                let (sink, reader) = ChannelReader::pair();
+                let (fetcher, urls, counter) = (fetcher.clone(), urls.clone(), delivered.clone());
+                let download = runtime.spawn(async move {
+                    fetcher
+                        .stream(&urls, size, sink, move |n| {
+                            counter.store(n, Ordering::Relaxed)
+                        })
+                        .await
+                });
+                if let Ok(mut list) = downloads.lock() {
+                    list.push(download.abort_handle());
+                }
+                Ok::<_, std::io::Error>(reader)
+            }
+        };
         let swupdate_percent = Arc::new(AtomicU8::new(u8::MAX));
         let done = Arc::new(AtomicBool::new(false));
-        let (sink, reader) = ChannelReader::pair();
-        let fetcher = self.fetcher.clone();
-        let urls = manifest.artifact.urls.clone();
-        let counter = delivered.clone();
-        let download = tokio::spawn(async move {
-            fetcher
-                .stream(&urls, size, sink, move |n| {
-                    counter.store(n, Ordering::Relaxed)
-                })
-                .await
-        });
         let progress = self.watch_swupdate_progress(swupdate_percent.clone(), done.clone());
 
         let root = self.root.clone();
@@ -938,7 +955,7 @@ impl Agent {
         let selection = Selection::writing(target);
         let mut installing = tokio::task::spawn_blocking(move || {
             let facts = facts.map_err(|e| e.to_string())?;
-            super::install(&bytes, reader, &root, &facts, now, &client, &selection)
+            super::install(&bytes, open, &root, &facts, now, &client, &selection)
                 .map_err(|e| e.to_string())
         });
         let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -946,17 +963,26 @@ impl Agent {
             tokio::select! {
                 result = &mut installing => break result.unwrap_or_else(|e| Err(e.to_string())),
                 _ = tick.tick() => {
-                    let from_swupdate = swupdate_percent.load(Ordering::Relaxed);
                     let downloaded = percent(delivered.load(Ordering::Relaxed), size);
+                    if !installing_now.load(Ordering::Relaxed) {
+                        self.set_status(|s| s.progress = Some(downloaded));
+                        continue;
+                    }
                     // SWUpdate's own figure once it reports one; until then
-                    // the download's.
+                    // the second download's.
+                    let from_swupdate = swupdate_percent.load(Ordering::Relaxed);
                     let shown = if from_swupdate <= 100 { from_swupdate } else { downloaded };
-                    self.set_status(|s| s.progress = Some(shown));
+                    self.set_status(|s| {
+                        s.state = State::Installing;
+                        s.progress = Some(shown);
+                    });
                 }
             }
         };
         done.store(true, Ordering::Relaxed);
-        download.abort();
+        if let Ok(list) = downloads.lock() {
+            list.iter().for_each(|download| download.abort());
+        }
         let _ = progress.await;
 
         match result {

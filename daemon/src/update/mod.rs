@@ -15,17 +15,24 @@
 //!    (`SET_VERSIONS_RANGE` min = max), so a genuine but *different*
 //!    release served with this manifest (mix-and-match) is refused by
 //!    SWUpdate when it reads `sw-description`, before it writes anything.
-//! 3. The artifact streams through `CheckedReader` (exact size, SHA-256)
-//!    into SWUpdate via `swupdate-rs`, into the inactive slot (the
-//!    [`Selection`] from the running [`Slot`]). The last [`HELD_BACK`] bytes,
-//!    which hold the cpio trailer, are sent only after the whole artifact's
-//!    SHA-256 matched, so SWUpdate cannot finish (and arm the boot
-//!    environment) with an artifact the manifest does not describe.
-//!    SWUpdate checks the CMS signature, hardware compatibility and the
-//!    image's SHA-256 again.
-//! 4. After any failure once SWUpdate had accepted the request, SWUpdate's
+//! 3. The artifact is read once and checked against the manifest (exact
+//!    size, SHA-256) **before SWUpdate is contacted**; what that read saw
+//!    is kept as a [`Fingerprint`] (one SHA-256 per 256 KiB). A corrupted,
+//!    truncated, oversized or substituted artifact is refused here with
+//!    both slots untouched.
+//! 4. The artifact is read again and streamed through
+//!    [`Fingerprint::replay`] into SWUpdate via `swupdate-rs`, into the
+//!    inactive slot (the [`Selection`] from the running [`Slot`]). Each
+//!    chunk is handed on only after it matched the first read, so SWUpdate
+//!    sees only bytes of the signed artifact; a server that sends other
+//!    bytes the second time is stopped before them. SWUpdate checks the CMS
+//!    signature, hardware compatibility and the image's SHA-256 again.
+//! 5. After any failure once SWUpdate had accepted the request, SWUpdate's
 //!    `ustate` is put back (`SET_UPDATE_STATE`), so a failed attempt does
 //!    not look like an installed update to the next boot or to suricatta.
+//!
+//! The price of the two reads is a second download (docs/updates.md);
+//! memory stays flat and nothing is stored.
 //!
 //! On success [`install`] returns [`Installed`]: what to persist *after the
 //! new slot is confirmed* ([`UpdateRecords::confirm`]), not now. Raising
@@ -37,18 +44,11 @@
 //! and could lock out the vendor's recovery release for the old slot's
 //! line. The record describes what runs, confirmed.
 //!
-//! # Known limitation (docs/update-security.md, "Streaming and the
-//! inactive slot")
-//!
-//! The layer's `sw-description` streams the image (`installed-directly`).
-//! A corrupted or substituted artifact is therefore detected at the end of
-//! its image, after most of it reached the **inactive** slot. The boot
-//! environment is never armed, so the device keeps booting the good slot,
-//! but the inactive slot's old contents are gone. Manifest-level refusals
-//! (wrong signer, expired, older, lower security version, wrong model,
-//! oversized, revoked key) and a tampered `sw-description` write nothing.
-//! SWUpdate 2022.12 also leaves `recovery_status=in_progress` or `failed`
-//! in the environment (it cannot be reset over IPC; grub.cfg ignores it).
+//! A download that breaks off during the second read (step 4), and a
+//! power cut during it, leave part of the *checked* release in the inactive
+//! slot, never armed. SWUpdate 2022.12 also leaves
+//! `recovery_status=in_progress` or `failed` in the environment (it cannot
+//! be reset over IPC; grub.cfg ignores it).
 
 pub mod agent;
 pub mod config;
@@ -62,7 +62,7 @@ use std::io::{self, Read, Write};
 
 use swupdate_rs::{InstallRequest, SourceType, UpdateState, VersionsRange};
 use update_manifest::{
-    ArtifactError, CheckedReader, DeviceFacts, KeyId, Rejection, Timestamp, TrustedRoot, Version,
+    ArtifactError, DeviceFacts, Fingerprint, KeyId, Rejection, Timestamp, TrustedRoot, Version,
 };
 
 pub use agent::Updates;
@@ -70,14 +70,17 @@ pub use config::UpdateConfig;
 pub use record::{FloorWouldFall, RECORD_NAME, RecordError, UpdateRecord, UpdateRecords};
 pub use slot::{Selection, Slot, SlotError};
 
-/// Bytes at the end of the artifact that are sent to SWUpdate only after
-/// the whole artifact matched its manifest. They contain the cpio trailer
-/// (hearth-release writes it as the last 124 bytes; GNU cpio pads the
-/// archive to 512-byte blocks), without which SWUpdate cannot finish.
-pub const HELD_BACK: usize = 1024;
-
-/// Size of one read from the artifact (and so of hearthd's buffer).
+/// Size of one write into SWUpdate.
 const CHUNK: usize = 64 * 1024;
+
+/// Which read of the artifact [`install`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// The first read: checked against the manifest, sent nowhere.
+    Check,
+    /// The second read: streamed into SWUpdate, chunk by chunk as checked.
+    Install,
+}
 
 /// A release SWUpdate has installed into the inactive slot, not yet
 /// confirmed. Persist it (issue 6) to confirm it after the reboot with
@@ -109,7 +112,7 @@ pub enum UpdateError {
     /// The artifact is not the one the manifest signs (size or SHA-256).
     #[error(
         "update {version} refused: the downloaded artifact does not match its signed manifest ({source}); \
-         the boot environment was not changed. Download it again; if it keeps failing, report it to the vendor"
+         nothing was written. Download it again; if it keeps failing, report it to the vendor"
     )]
     Artifact {
         /// The release.
@@ -117,9 +120,9 @@ pub enum UpdateError {
         /// What differed.
         source: ArtifactError,
     },
-    /// Reading the artifact failed (download error).
+    /// Reading the artifact for its check failed (download error).
     #[error(
-        "update {version} stopped: reading the artifact failed ({source}); the boot environment was not changed. Try again"
+        "update {version} stopped: downloading the artifact failed ({source}); nothing was written. Try again"
     )]
     Read {
         /// The release.
@@ -140,6 +143,20 @@ pub enum UpdateError {
         /// SWUpdate's answer.
         source: swupdate_rs::Error,
     },
+    /// The second read failed or differed from the checked first one, while
+    /// SWUpdate was writing the inactive slot.
+    #[error(
+        "update {version} stopped while installing: {source}; slot {target} holds part of the checked release \
+         and the boot environment was not changed. Try again"
+    )]
+    Interrupted {
+        /// The release.
+        version: Version,
+        /// The slot being written.
+        target: Slot,
+        /// The read error, or the [`ArtifactError::Changed`] inside it.
+        source: io::Error,
+    },
     /// SWUpdate refused or failed the installation.
     #[error(
         "update {version} refused by SWUpdate ({source}); the boot environment was not changed"
@@ -150,56 +167,41 @@ pub enum UpdateError {
         /// SWUpdate's verdict with its error lines.
         source: swupdate_rs::Error,
     },
-    /// SWUpdate reported success for an artifact that then failed the
-    /// manifest check. Only possible for an archive with data after its
-    /// cpio trailer; the slot is armed and must be disarmed by hand.
-    #[error(
-        "update {version}: SWUpdate installed an artifact that does not match its signed manifest ({source}); \
-         slot {target} is armed. Do not reboot; reset the boot environment and report this"
-    )]
-    InstalledMismatch {
-        /// The release.
-        version: Version,
-        /// The slot written.
-        target: Slot,
-        /// What differed.
-        source: ArtifactError,
-    },
 }
 
 impl UpdateError {
     /// True when the release was refused before anything reached SWUpdate
     /// (so neither slot can have been written).
     pub fn nothing_written(&self) -> bool {
-        matches!(self, UpdateError::Rejected(_) | UpdateError::Start { .. })
+        matches!(
+            self,
+            UpdateError::Rejected(_)
+                | UpdateError::Artifact { .. }
+                | UpdateError::Read { .. }
+                | UpdateError::Start { .. }
+        )
     }
 }
 
-/// Verifies `manifest_bytes`, then streams `artifact` into SWUpdate with
+/// Verifies `manifest_bytes`, checks the artifact from `open(Pass::Check)`
+/// against it, then streams `open(Pass::Install)` into SWUpdate with
 /// `selection` (normally [`Selection::inactive`] of the running slot).
+/// `open` starts a fresh read of the artifact from its first byte.
 ///
 /// `facts` come from the [`UpdateRecord`] and `/etc/hwrevision`
 /// ([`UpdateRecord::device_facts`]); `now` from a clock the device trusts.
 /// Blocking: call it from `spawn_blocking`. See the module documentation
 /// for the order of checks and what is persisted when.
-pub fn install(
+pub fn install<R: Read>(
     manifest_bytes: &[u8],
-    artifact: impl Read,
+    open: impl FnMut(Pass) -> io::Result<R>,
     root: &TrustedRoot,
     facts: &DeviceFacts,
     now: Timestamp,
     client: &swupdate_rs::Client,
     selection: &Selection,
 ) -> Result<Installed, UpdateError> {
-    let result = install_inner(
-        manifest_bytes,
-        artifact,
-        root,
-        facts,
-        now,
-        client,
-        selection,
-    );
+    let result = install_inner(manifest_bytes, open, root, facts, now, client, selection);
     match &result {
         Ok(done) => tracing::info!(
             version = %done.version,
@@ -212,9 +214,9 @@ pub fn install(
     result
 }
 
-fn install_inner(
+fn install_inner<R: Read>(
     manifest_bytes: &[u8],
-    artifact: impl Read,
+    mut open: impl FnMut(Pass) -> io::Result<R>,
     root: &TrustedRoot,
     facts: &DeviceFacts,
     now: Timestamp,
@@ -224,13 +226,21 @@ fn install_inner(
     // 1. Nothing is read from the artifact until the manifest passed.
     let release = update_manifest::verify(manifest_bytes, root, facts, now)?;
     let version = release.version();
+
+    // 3. The whole artifact matches the manifest before SWUpdate hears of it.
+    let print = open(Pass::Check)
+        .and_then(|artifact| Fingerprint::take(artifact, release.artifact_checker()))
+        .map_err(|e| match artifact_error(e) {
+            Ok(source) => UpdateError::Artifact { version, source },
+            Err(source) => UpdateError::Read { version, source },
+        })?;
+
+    // 2. SWUpdate accepts only the version the manifest signs.
     let start_err = |source| UpdateError::Start {
         version,
         selection: selection.to_string(),
         source,
     };
-
-    // 2. SWUpdate accepts only the version the manifest signs.
     client
         .set_versions_range(&VersionsRange {
             minimum: version.to_string(),
@@ -239,59 +249,26 @@ fn install_inner(
         })
         .map_err(start_err)?;
     let state_before = client.get_update_state().map_err(start_err)?;
+    let artifact = open(Pass::Install).map_err(|source| UpdateError::Read { version, source })?;
     let mut installer = client
         .start_install(&InstallRequest {
             source: SourceType::Downloader,
             info: format!("hearth {version}"),
             software_set: selection.software_set.clone(),
             running_mode: selection.running_mode.clone(),
-            len: usize::try_from(release.manifest().artifact.size).unwrap_or(0),
+            len: usize::try_from(print.len()).unwrap_or(0),
             ..InstallRequest::default()
         })
         .map_err(start_err)?;
 
-    // 3. Stream, holding back the tail until the digest matched.
-    let mut reader = CheckedReader::new(artifact, release.artifact_checker());
-    let mut buf = vec![0u8; CHUNK + HELD_BACK];
-    let mut held = 0usize; // bytes at the start of buf not yet sent
-    let streamed = loop {
-        let n = match reader.read(&mut buf[held..]) {
-            Ok(0) => {
-                // The whole artifact matched the manifest: release the tail.
-                break installer.write_all(&buf[..held]);
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                // Closing without the tail makes SWUpdate fail the install.
-                let verdict = installer.finish();
-                reset_update_state(client, state_before);
-                return Err(match (artifact_error(e), verdict) {
-                    (Ok(source), Ok(_)) => UpdateError::InstalledMismatch {
-                        version,
-                        target: selection.target,
-                        source,
-                    },
-                    (Ok(source), Err(_)) => UpdateError::Artifact { version, source },
-                    (Err(source), _) => UpdateError::Read { version, source },
-                });
-            }
-        };
-        held += n;
-        if held > HELD_BACK {
-            let send = held - HELD_BACK;
-            if let Err(e) = installer.write_all(&buf[..send]) {
-                break Err(e);
-            }
-            buf.copy_within(send..held, 0);
-            held = HELD_BACK;
-        }
-    };
-
-    let sent = installer.bytes_written();
+    // 4. Only checked bytes reach SWUpdate.
+    let mut reader = print.replay(artifact);
+    let streamed = copy_into(&mut reader, &mut installer);
     let verdict = installer.finish();
     match (streamed, verdict) {
-        (Ok(()), Ok(report)) => Ok(Installed {
+        (_, Ok(report)) => Ok(Installed {
+            // Every byte SWUpdate read was checked, so whatever made it
+            // stop reading, what it installed is the signed release.
             version,
             security_version: release.security_version(),
             keyring_version: release.keyring_version(),
@@ -299,28 +276,13 @@ fn install_inner(
             target: selection.target,
             bytes_streamed: report.bytes_written,
         }),
-        (Err(_), Ok(_)) => {
-            // SWUpdate stopped reading and reports success: it found the
-            // cpio trailer before the held-back tail, so the archive has
-            // data after it. Check the rest against the manifest anyway.
-            match io::copy(&mut reader, &mut io::sink()) {
-                Ok(_) => Ok(Installed {
-                    version,
-                    security_version: release.security_version(),
-                    keyring_version: release.keyring_version(),
-                    signed_by: release.signed_by(),
-                    target: selection.target,
-                    bytes_streamed: sent,
-                }),
-                Err(e) => Err(match artifact_error(e) {
-                    Ok(source) => UpdateError::InstalledMismatch {
-                        version,
-                        target: selection.target,
-                        source,
-                    },
-                    Err(source) => UpdateError::Read { version, source },
-                }),
-            }
+        (Err(Stopped::Reading(source)), Err(_)) => {
+            reset_update_state(client, state_before);
+            Err(UpdateError::Interrupted {
+                version,
+                target: selection.target,
+                source,
+            })
         }
         (_, Err(source)) => {
             reset_update_state(client, state_before);
@@ -329,7 +291,28 @@ fn install_inner(
     }
 }
 
-/// The `ArtifactError` inside a `CheckedReader` error, or the I/O error.
+/// Why the copy into SWUpdate ended early.
+enum Stopped {
+    /// The artifact's read failed or differed from the check.
+    Reading(io::Error),
+    /// SWUpdate stopped taking bytes (its verdict says why).
+    Writing,
+}
+
+fn copy_into(from: &mut impl Read, to: &mut impl Write) -> Result<(), Stopped> {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Stopped::Reading(e)),
+        };
+        to.write_all(&buf[..n]).map_err(|_| Stopped::Writing)?;
+    }
+}
+
+/// The `ArtifactError` inside a checked read's error, or the I/O error.
 fn artifact_error(e: io::Error) -> Result<ArtifactError, io::Error> {
     let is_artifact = e
         .get_ref()
