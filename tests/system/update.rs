@@ -583,7 +583,7 @@ fn power_cuts_during_updates_never_lose_the_device_or_the_owners_data() {
     let cuts: u32 = std::env::var("HEARTH_POWER_CUTS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(6);
     eprintln!(
         "power cuts: seed {seed} (HEARTH_POWER_CUT_SEED={seed} repeats this run), {cuts} cuts"
     );
