@@ -88,17 +88,7 @@ impl Command {
                 crate::console::show("configuration and vendor file OK");
                 Ok(())
             }
-            Command::FactoryReset(layers) => {
-                let config = Config::load(&layers)?;
-                crate::persist::Store::erase(&config.data_dir)?;
-                tracing::warn!(
-                    "factory reset: the owner's credentials, settings and TLS key are erased"
-                );
-                crate::console::show(
-                    "hearthd: factory reset done; the next start shows a new setup code",
-                );
-                Ok(())
-            }
+            Command::FactoryReset(layers) => crate::factory_reset(&Config::load(&layers)?),
             Command::Version => {
                 crate::console::show(crate::FIRMWARE_VERSION);
                 Ok(())

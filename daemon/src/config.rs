@@ -37,6 +37,9 @@ pub struct Config {
     /// Automatic updates; absent means this device does not update itself.
     #[serde(default)]
     pub update: Option<crate::update::UpdateConfig>,
+    /// The GPIO lines of the relay and the reset button; none by default.
+    #[serde(default)]
+    pub board: crate::board::BoardConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -6,6 +6,7 @@
 //! `swupdate-rs`); this crate wires them to the network and the OS.
 
 pub mod access;
+pub mod board;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -69,10 +70,47 @@ impl Error {
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
+/// Runs the daemon until SIGTERM or SIGINT. After a factory reset with the
+/// reset button it starts over as a new process (a first boot).
 pub fn run(layers: &[Layer]) -> Result<(), Error> {
     let config = Config::load(layers)?;
-    let vendor = load_vendor(&config)?;
+    if serve(&config)? == Ended::ResetButton {
+        factory_reset(&config)?;
+        return Err(Error::Runtime(restart_in_place()));
+    }
+    Ok(())
+}
+
+/// Why [`serve`] returned.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    Signal,
+    ResetButton,
+}
+
+/// Erases the owner's password, settings and the TLS key: the next start is
+/// a first boot with a new setup code. hearthd must not be serving.
+pub fn factory_reset(config: &Config) -> Result<(), Error> {
+    Store::erase(&config.data_dir)?;
+    tracing::warn!("factory reset: the owner's credentials, settings and TLS key are erased");
+    console::show("hearthd: factory reset done; a new setup code follows");
+    Ok(())
+}
+
+/// Replaces this process with a fresh hearthd, same arguments, same PID
+/// (so systemd sees one service). Returns only if that fails.
+fn restart_in_place() -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    let mut args = std::env::args_os();
+    let mut command = std::process::Command::new("/proc/self/exe");
+    if let Some(arg0) = args.next() {
+        command.arg0(arg0);
+    }
+    command.args(args).exec()
+}
+
+fn serve(config: &Config) -> Result<Ended, Error> {
+    let vendor = load_vendor(config)?;
     let policy = PasswordPolicy::new(config.credentials.password_min_length)
         .map_err(|e| Error::Credentials(e.to_string()))?
         .with_context_words([
@@ -125,7 +163,12 @@ pub fn run(layers: &[Layer]) -> Result<(), Error> {
     let state = Arc::new(web::AppState {
         firmware_version,
         access: access::Access::new(store.clone(), credentials, policy),
-        plug: plug::Plug::open(store.clone()),
+        plug: match &config.board.relay {
+            Some(line) => {
+                plug::Plug::open(store.clone()).with_relay(line, config.board.relay_active_low)
+            }
+            None => plug::Plug::open(store.clone()),
+        },
         settings,
         vendor,
         updates,
@@ -133,6 +176,7 @@ pub fn run(layers: &[Layer]) -> Result<(), Error> {
         data_dir: config.data_dir.clone(),
     });
     banner(&state, first_boot.as_ref());
+    let reset_button = reset_button(config);
 
     // One thread is plenty for a home device and keeps memory low; CPU-heavy
     // work (password hashing) goes to a small blocking pool.
@@ -140,8 +184,16 @@ pub fn run(layers: &[Layer]) -> Result<(), Error> {
         .enable_all()
         .max_blocking_threads(4)
         .build()?;
-    runtime.block_on(async {
-        let shutdown = service::shutdown_signal()?;
+    let ended = runtime.block_on(async {
+        let pressed = async {
+            if let Some(held) = reset_button
+                && held.await.is_ok()
+            {
+                return Ended::ResetButton;
+            }
+            std::future::pending().await
+        };
+        let (shutdown, ended) = service::shutdown_signal(pressed)?;
         let mut bound = Vec::new();
         for &addr in &config.web.listen {
             let listener = TcpListener::bind(addr)
@@ -210,9 +262,33 @@ pub fn run(layers: &[Layer]) -> Result<(), Error> {
         if let Some(agent) = agent {
             let _ = agent.await;
         }
-        service::stopping();
-        Ok(())
-    })
+        let ended = ended.await.unwrap_or(Ended::Signal);
+        if ended == Ended::Signal {
+            service::stopping();
+        }
+        Ok::<_, Error>(ended)
+    })?;
+    // Everything that held the store is gone with the runtime's tasks.
+    drop(runtime);
+    Ok(ended)
+}
+
+/// Starts watching the reset button, if the board has one. A button that
+/// cannot be read is logged and left out: the device runs on without it.
+fn reset_button(config: &Config) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    let line = config.board.reset_button.as_ref()?;
+    match board::ResetButton::open(&config.board, line) {
+        Ok(button) => {
+            let (held, pressed) = tokio::sync::oneshot::channel();
+            button.watch(held);
+            tracing::info!(%line, hold_secs = config.board.reset_hold_secs, "watching the reset button");
+            Some(pressed)
+        }
+        Err(error) => {
+            tracing::error!(%error, "the reset button is not available; a factory reset needs the reset control's service");
+            None
+        }
+    }
 }
 
 /// Loads and checks the vendor file. Date-dependent findings (a signed

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 /// Tells systemd the daemon is ready (`Type=notify`).
 pub fn ready(status: &str) {
@@ -40,18 +40,25 @@ pub fn spawn_watchdog() {
     });
 }
 
-/// A channel that turns true on SIGTERM or SIGINT.
-pub fn shutdown_signal() -> std::io::Result<watch::Receiver<bool>> {
+/// A channel that turns true on SIGTERM or SIGINT, or when `also`
+/// finishes; the second receiver says which (`None`: a signal).
+pub fn shutdown_signal<T: Send + 'static>(
+    also: impl Future<Output = T> + Send + 'static,
+) -> std::io::Result<(watch::Receiver<bool>, oneshot::Receiver<T>)> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let (tx, rx) = watch::channel(false);
+    let (why_tx, why_rx) = oneshot::channel();
     tokio::spawn(async move {
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
-        tracing::info!("{name} received, shutting down");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+            why = also => {
+                tracing::info!("shutting down to start over");
+                let _ = why_tx.send(why);
+            }
+        }
         let _ = tx.send(true);
     });
-    Ok(rx)
+    Ok((rx, why_rx))
 }

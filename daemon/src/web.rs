@@ -456,7 +456,10 @@ async fn api_plug(
         .plug
         .switch(request.on)
         .map(Json)
-        .map_err(storage_error)
+        .map_err(|error| match error {
+            crate::plug::PlugError::Store(error) => storage_error(error),
+            relay => ApiError(AccessError::Internal(relay.to_string())),
+        })
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,7 @@
 //! They boot `qemu/out/hearth-dev.img` (or `HEARTH_IMAGE`) under TCG; each
 //! takes one to a few minutes.
 
+mod board;
 mod boot;
 mod fallback;
 mod image;

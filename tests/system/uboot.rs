@@ -364,9 +364,10 @@ fn script() -> PathBuf {
     system_tests::repo_root().join("qemu/uboot-arm64")
 }
 
-/// One running QEMU (`qemu/uboot-arm64 boot`), in its own process group,
-/// killed on drop; a failing test leaves its serial log in tests/artifacts/.
-struct Board {
+/// One running aarch64 QEMU (`qemu/uboot-arm64 boot`, `qemu/board-arm64
+/// boot`), in its own process group, killed on drop; a failing test leaves
+/// its serial log in tests/artifacts/.
+pub(crate) struct Board {
     label: String,
     child: Option<Child>,
     log: PathBuf,
@@ -379,38 +380,55 @@ struct Board {
 
 impl Board {
     fn start(rig: &Rig, label: &str) -> Board {
-        let log = rig.path(&format!("serial-{label}.log"));
-        let stderr = rig.path(&format!("boot-{label}.stderr"));
-        let child = Command::new(script())
+        let mut command = Command::new(script());
+        command
             .arg("boot")
             .arg(rig.dir.path())
             .arg("--log")
-            .arg(&log)
-            .arg("--exit-with-parent")
+            .arg(rig.path(&format!("serial-{label}.log")))
+            .arg("--exit-with-parent");
+        Board::launch(
+            command,
+            &format!("uboot {}/{label}", rig.name),
+            rig.path(&format!("serial-{label}.log")),
+            rig.path(&format!("boot-{label}.stderr")),
+            rig.path("monitor.sock"),
+        )
+    }
+
+    /// Runs `command` (a boot script writing its console to `log` and
+    /// listening for HMP on `monitor`).
+    pub(crate) fn launch(
+        mut command: Command,
+        label: &str,
+        log: PathBuf,
+        stderr: PathBuf,
+        monitor: PathBuf,
+    ) -> Board {
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&stderr).expect("stderr file"))
             .process_group(0)
             .spawn()
-            .expect("start qemu/uboot-arm64 boot");
-        let label = format!("{}/{label}", rig.name);
+            .unwrap_or_else(|e| panic!("{label}: start {command:?}: {e}"));
         eprintln!(
-            "[uboot {label}] QEMU started (pid {}), serial log {}",
+            "[{label}] QEMU started (pid {}), serial log {}",
             child.id(),
             log.display()
         );
         Board {
-            label,
+            label: label.to_owned(),
             child: Some(child),
             log,
             stderr,
-            monitor: rig.path("monitor.sock"),
+            monitor,
             started: Instant::now(),
             seen: 0,
         }
     }
 
-    fn serial(&self) -> String {
+    pub(crate) fn serial(&self) -> String {
         fs::read(&self.log)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
@@ -427,7 +445,7 @@ impl Board {
 
     /// Waits for a serial line containing `needle` (after what earlier waits
     /// consumed) and returns it.
-    fn wait_for(&mut self, needle: &str) -> String {
+    pub(crate) fn wait_for(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + BOOT;
         loop {
             let serial = self.serial();
@@ -439,7 +457,7 @@ impl Board {
                 let line = rest[line_start..at + end].trim_end().to_owned();
                 self.seen += at + end;
                 eprintln!(
-                    "[uboot {}] {:5.1} s: {}",
+                    "[{}] {:5.1} s: {}",
                     self.label,
                     self.started.elapsed().as_secs_f64(),
                     line.trim_start()
@@ -470,7 +488,7 @@ impl Board {
     /// watchdog does to a trial boot that never commits.
     fn reset(&mut self) {
         self.monitor_command("system_reset");
-        eprintln!("[uboot {}] reset", self.label);
+        eprintln!("[{}] reset", self.label);
     }
 
     /// Pulls the plug (HMP `quit`) and waits for QEMU to exit.
@@ -487,10 +505,10 @@ impl Board {
             std::thread::sleep(Duration::from_millis(100));
         }
         self.kill();
-        eprintln!("[uboot {}] powered off", self.label);
+        eprintln!("[{}] powered off", self.label);
     }
 
-    fn monitor_command(&self, command: &str) {
+    pub(crate) fn monitor_command(&self, command: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let sock = loop {
             match UnixStream::connect(&self.monitor) {
@@ -534,7 +552,7 @@ impl Board {
         let tail: Vec<&str> = serial.lines().rev().take(40).collect();
         let stderr = fs::read_to_string(&self.stderr).unwrap_or_default();
         format!(
-            "qemu/uboot-arm64 said:\n{stderr}\nlast serial lines:\n{}",
+            "the boot script said:\n{stderr}\nlast serial lines:\n{}",
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         )
     }
@@ -545,12 +563,9 @@ impl Drop for Board {
         self.kill();
         if std::thread::panicking() {
             let dir = system_tests::artifacts_dir();
-            let name = format!("uboot-{}.log", self.label.replace('/', "-"));
+            let name = format!("{}.log", self.label.replace(['/', ' '], "-"));
             if fs::create_dir_all(&dir).is_ok() && fs::copy(&self.log, dir.join(&name)).is_ok() {
-                eprintln!(
-                    "[uboot {}] serial log kept in tests/artifacts/{name}",
-                    self.label
-                );
+                eprintln!("[{}] serial log kept in tests/artifacts/{name}", self.label);
             }
         }
     }

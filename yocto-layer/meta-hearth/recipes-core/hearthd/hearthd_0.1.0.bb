@@ -19,7 +19,15 @@ SRC_URI += "\
     file://hearth-reboot.service \
     file://hearth-trial-watch.service \
     file://trial-watch \
+    file://hearthd-gpio.conf \
+    file://91-hearth-gpio.rules \
 "
+
+# The board's GPIO lines (hearthd's [board]): a line name from the device
+# tree ("GPIO17") or CHIP:OFFSET. Empty: no relay line (the plug is a state
+# record) and no reset button. meta-hearth-bsp sets them for the Raspberry Pi.
+HEARTH_BOARD_RELAY ??= ""
+HEARTH_BOARD_RESET_BUTTON ??= ""
 
 inherit systemd useradd
 
@@ -31,8 +39,9 @@ CARGO_SRC_DIR = "daemon"
 # hearthd.sysusers.conf (oe-core's systemd_sysusers_check compares them).
 USERADD_PACKAGES = "${PN}"
 # Group swupdate may use SWUpdate's IPC sockets (swupdate.socket.d/hearth.conf).
-GROUPADD_PARAM:${PN} = "--system hearth; --system swupdate"
-USERADD_PARAM:${PN} = "--system --no-create-home --home-dir /nonexistent --shell /sbin/nologin --gid hearth --groups swupdate --comment 'Hearth device daemon' hearth"
+# Group hearth-gpio may use the GPIO chips (91-hearth-gpio.rules).
+GROUPADD_PARAM:${PN} = "--system hearth; --system swupdate; --system hearth-gpio"
+USERADD_PARAM:${PN} = "--system --no-create-home --home-dir /nonexistent --shell /sbin/nologin --gid hearth --groups swupdate,hearth-gpio --comment 'Hearth device daemon' hearth"
 
 # hearth-reboot.path turns hearthd's reboot request into a reboot;
 # hearth-trial-watch falls back when a new slot is not committed in time.
@@ -52,8 +61,19 @@ do_install:append() {
     install -D -m 0644 ${UNPACKDIR}/hearth-trial-watch.service ${D}${systemd_system_unitdir}/hearth-trial-watch.service
     sed -i -e 's#@HEARTH_BOOTLOADER@#${HEARTH_BOOTLOADER}#g' ${D}${systemd_system_unitdir}/hearth-trial-watch.service
     install -D -m 0755 ${UNPACKDIR}/trial-watch ${D}${libexecdir}/hearth/trial-watch
+    if [ -n "${HEARTH_BOARD_RELAY}${HEARTH_BOARD_RESET_BUTTON}" ]; then
+        install -D -m 0644 ${UNPACKDIR}/hearthd-gpio.conf ${D}${systemd_system_unitdir}/hearthd.service.d/gpio.conf
+        install -D -m 0644 ${UNPACKDIR}/91-hearth-gpio.rules ${D}${nonarch_base_libdir}/udev/rules.d/91-hearth-gpio.rules
+        printf '\n[board]\n' >>${D}${nonarch_libdir}/hearth/hearth.toml
+        if [ -n "${HEARTH_BOARD_RELAY}" ]; then
+            printf 'relay = "%s"\n' "${HEARTH_BOARD_RELAY}" >>${D}${nonarch_libdir}/hearth/hearth.toml
+        fi
+        if [ -n "${HEARTH_BOARD_RESET_BUTTON}" ]; then
+            printf 'reset_button = "%s"\n' "${HEARTH_BOARD_RESET_BUTTON}" >>${D}${nonarch_libdir}/hearth/hearth.toml
+        fi
+    fi
 }
-do_install[vardeps] += "HEARTH_BOOTLOADER"
+do_install[vardeps] += "HEARTH_BOOTLOADER HEARTH_BOARD_RELAY HEARTH_BOARD_RESET_BUTTON"
 
 FILES:${PN} += "\
     ${nonarch_libdir}/hearth/hearth.toml \
@@ -62,6 +82,8 @@ FILES:${PN} += "\
     ${systemd_system_unitdir}/hearth-factory-reset.service \
     ${nonarch_base_libdir}/udev/rules.d/90-hearth-factory-reset.rules \
     ${libexecdir}/hearth/trial-watch \
+    ${systemd_system_unitdir}/hearthd.service.d/gpio.conf \
+    ${nonarch_base_libdir}/udev/rules.d/91-hearth-gpio.rules \
 "
 
 # The vendor file is read at start; hearthd refuses to start without it.
