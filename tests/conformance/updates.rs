@@ -28,9 +28,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use system_tests::Device;
+use system_tests::broker::GUEST_HOST;
 use system_tests::https::{Response, request};
 use system_tests::lab::Lab;
-use system_tests::releases::{Kind, MODEL, Release};
+use system_tests::releases::{GUEST_HTTPS_PORT, Kind, MODEL, Release};
 
 use crate::dut::exchange;
 use crate::report::{Case, excerpt};
@@ -39,6 +40,8 @@ const PASSWORD: &str = "conformance-update-owner-passphrase";
 /// The vendor's limit for postponing a security release, set small in the
 /// lab (the shipped default is 72 hours) so the session shows it running out.
 const SECURITY_LIMIT_HOURS: f64 = 0.015;
+/// The file at the device's manifest URL (written for the happy path).
+const OFFERED: &str = "offered.json";
 /// How long the device may take to refuse a misuse attempt.
 const REFUSAL_LIMIT: Duration = Duration::from_secs(240);
 
@@ -291,12 +294,17 @@ fn seconds_of_day(time: &str) -> Option<i64> {
 }
 
 fn session(out: &mut Cases) {
+    // The device checks its own manifest URL, not the model's latest.json
+    // (which each `hearth-release publish` below rewrites while the device
+    // boots): nothing is offered over HTTPS until the happy path.
     let lab = Lab::with_update_config(
         "conformance-updates",
-        true,
-        &format!("security_postpone_limit_hours = {SECURITY_LIMIT_HOURS}\n"),
+        Some(format!(
+            "https://{GUEST_HOST}:{GUEST_HTTPS_PORT}/{MODEL}/{OFFERED}"
+        )),
+        &format!("security_postpone_limit_hours = {SECURITY_LIMIT_HOURS}\ndownload_attempts = 3\n"),
     );
-    let latest = lab.server.root.join(format!("{MODEL}/latest.json"));
+    let offered_file = lab.server.root.join(format!("{MODEL}/{OFFERED}"));
 
     // The releases are built while the device boots.
     let (mut device, ready, releases) = std::thread::scope(|scope| {
@@ -304,8 +312,6 @@ fn session(out: &mut Cases) {
             let a = lab.vendor.release("9.1.0", Kind::Good, 1, false);
             let old = lab.vendor.release("0.0.1", Kind::Good, 0, false);
             let g = lab.vendor.release("9.2.0", Kind::Good, 2, true);
-            // Nothing is offered over HTTPS until the happy path.
-            let _ = std::fs::remove_file(&latest);
             (a, old, g)
         });
         let mut device = lab.boot("updates");
@@ -340,13 +346,19 @@ fn session(out: &mut Cases) {
     // ---- misuse -----------------------------------------------------------
     let still_a =
         |s: &Value| s["version"] == running.as_str() && s["update"]["running_slot"] == "A";
-    let refuse = |lab: &Lab, seen: &mut usize, what: &str, manifest: &str, reason: &[&str]| {
+    // Each refusal is the first "failed" status with a new error after the
+    // last one (a repeated status must not count twice).
+    let mut last_refusal = String::new();
+    let mut refuse = |lab: &Lab, seen: &mut usize, what: &str, manifest: &str, reason: &[&str]| {
         let before = lab.artifact_requests();
         lab.announce_bytes(manifest);
-        let (next, status) =
-            lab.wait_status(*seen, REFUSAL_LIMIT, what, |s| s["state"] == "failed");
+        let previous = last_refusal.clone();
+        let (next, status) = lab.wait_status(*seen, REFUSAL_LIMIT, what, |s| {
+            s["state"] == "failed" && last_error(s) != previous
+        });
         *seen = next;
         let error = last_error(&status);
+        last_refusal = error.clone();
         let ok = reason.iter().all(|r| error.contains(r)) && still_a(&status);
         (ok, status, lab.artifact_requests() - before)
     };
@@ -526,7 +538,7 @@ fn session(out: &mut Cases) {
         s["update"]["automatic"] == false
     });
     seen = next;
-    std::fs::write(&latest, g.manifest_bytes()).expect("latest.json");
+    std::fs::write(&offered_file, g.manifest_bytes()).expect("the offered manifest");
     lab.announce(&g);
     let announced = Instant::now();
     let (next, offered) = lab.wait_status(seen, long(), "the security release offered", |s| {
@@ -744,10 +756,10 @@ fn session(out: &mut Cases) {
         vec![brief(&committed)],
     );
 
-    // 5.3-5: the periodic HTTPS check of latest.json.
+    // 5.3-5: the periodic HTTPS check of the manifest URL.
     let checks: Vec<f64> = log
         .iter()
-        .filter(|r| r.path.ends_with("latest.json"))
+        .filter(|r| r.path.ends_with(OFFERED))
         .map(|r| r.at.duration_since(ready).as_secs_f64())
         .collect();
     let failed_checks = lab
@@ -759,13 +771,14 @@ fn session(out: &mut Cases) {
     out.get("5.3-5 (device)").check(
         "5.3-5 (device) a: the device checks for updates after start and then periodically",
         checks.len() >= 2 && checks.first().is_some_and(|&t| t < 120.0),
-        "besides the retained manifest it receives at every MQTT connect, the device fetches the \
-         model's latest.json over HTTPS soon after start and then periodically (every 0.01 h with \
-         jitter in the lab; at least daily shipped); MQTT-down installs through this path are shown \
-         by tests/system's update::with_mqtt_down test",
+        "besides the retained manifest it receives at every MQTT connect, the device fetches its \
+         manifest URL over HTTPS soon after start and then periodically (every 0.01 h with jitter in \
+         the lab; at least daily shipped), answered 404 until the vendor offers the security release \
+         there; installs through this path alone, with MQTT down, are shown by tests/system's \
+         update::with_mqtt_down test",
         vec![
             format!(
-                "GET /{MODEL}/latest.json answered {} times, at {} s after hearthd was ready",
+                "GET /{MODEL}/{OFFERED} answered {} times, at {} s after hearthd was ready",
                 checks.len(),
                 checks.iter().map(|t| format!("{t:.0}")).collect::<Vec<_>>().join(", ")
             ),

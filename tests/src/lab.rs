@@ -41,11 +41,12 @@ impl Lab {
     /// A fresh device provisioned at the "factory" with its fleet identity;
     /// `https_check` also gives it the model's manifest URL.
     pub fn new(name: &str, https_check: bool) -> Lab {
-        Lab::with_update_config(name, https_check, "")
+        Lab::with_update_config(name, https_check.then(Vendor::manifest_url), "")
     }
 
-    /// [`Lab::new`] with more lines for the device's `[update]` table.
-    pub fn with_update_config(name: &str, https_check: bool, update_lines: &str) -> Lab {
+    /// [`Lab::new`] with the manifest URL for the periodic HTTPS check (if
+    /// any) and more lines for the device's `[update]` table.
+    pub fn with_update_config(name: &str, manifest_url: Option<String>, update_lines: &str) -> Lab {
         let broker = Broker::start(&[DEVICE_ID], &[(DEVICE_ID, MODEL)]);
         let vendor = Vendor::new();
         let server = UpdateServer::start(
@@ -54,7 +55,7 @@ impl Lab {
             &broker.pki("broker.key"),
         );
         let disk = Disk::fresh(name);
-        provision(&disk, &broker, https_check, update_lines);
+        provision(&disk, &broker, manifest_url.as_deref(), update_lines);
         let status = broker.subscribe(
             SERVICE,
             &[
@@ -189,7 +190,7 @@ fn find_swu(root: &Path, version: &str) -> PathBuf {
 /// Writes the device's factory data into its /data partition (offline):
 /// `/data/factory/hearth.toml` with the fleet and update settings, the
 /// fleet CA, the device certificate and its key (readable by hearthd only).
-fn provision(disk: &Disk, broker: &Broker, https_check: bool, update_lines: &str) {
+fn provision(disk: &Disk, broker: &Broker, manifest_url: Option<&str>, update_lines: &str) {
     let passwd = Ext4::in_image(disk.image(), &disk.partition(SLOT_A))
         .read("/etc/passwd")
         .expect("/etc/passwd");
@@ -200,14 +201,9 @@ fn provision(disk: &Disk, broker: &Broker, https_check: bool, update_lines: &str
         .and_then(|rest| rest.split(':').nth(1))
         .expect("the hearth user")
         .to_owned();
-    let manifest_url = if https_check {
-        format!(
-            "manifest_url = \"{}\"\ncheck_interval_hours = 0.01\n",
-            Vendor::manifest_url()
-        )
-    } else {
-        String::new()
-    };
+    let manifest_url = manifest_url
+        .map(|url| format!("manifest_url = \"{url}\"\ncheck_interval_hours = 0.01\n"))
+        .unwrap_or_default();
     let config = format!(
         "# Factory provisioning (system test)\n\
          [fleet]\nhost = \"{GUEST_HOST}\"\nport = {MQTT_GUEST_PORT}\n\
