@@ -430,7 +430,7 @@ fn session(out: &mut Cases) {
     out.get("5.3-2-2").check(
         "5.3-2-2c a flipped byte in the signed artifact",
         ok && fetched == 1,
-        "the vendor's signed manifest of 9.1.0 with one bit of the published .swu flipped (byte {middle}): \
+        "the vendor's signed manifest of 9.1.0 with one bit of the published .swu flipped: \
          downloaded once, refused by the device's check against the manifest before SWUpdate sees a \
          byte, 'nothing was written' in the status; still slot A",
         vec![
@@ -668,15 +668,18 @@ fn session(out: &mut Cases) {
         .map(|(until, now)| (until - now).rem_euclid(86_400));
     out.get("5.3-12 (device)").check(
         "5.3-12 (device) a: the owner is warned before the restart",
-        notice_secs.is_some_and(|s| s >= 5) && !console_before.contains("trial boot"),
-        "before the device restarts to finish the update, its status says 'rebooting' with the time \
-         (at least reboot_notice_secs ahead: 5 s in the lab, 60 s shipped) and the dashboard's update \
-         card says the same; only then does the console show the restart",
+        notice_secs.is_some_and(|s| s >= 1)
+            && !console_before.contains("trial boot")
+            && !console_before.contains("reboot: "),
+        "before the device restarts to finish the update, its status says 'rebooting' with a time \
+         ahead (reboot_notice_secs: 5 s in the lab, 60 s shipped; the status's own time may be a \
+         second later than the agent's), and the dashboard's update card says the same; the console \
+         shows no restart (no 'reboot: ' line, no trial boot) until after the status arrived",
         vec![
             brief(&rebooting),
             format!("status time {} -> until {}: {notice_secs:?} s of notice", rebooting["time"], rebooting["update"]["until"]),
             owner_notice.unwrap_or_else(|| "the owner's /api/update poll did not catch the notice (it lasts a few seconds)".to_owned()),
-            format!("console {:.0} s after the warning arrived: {trial}", warning_lead.as_secs_f64()),
+            format!("console, {:.0} s after the suite saw the warning: {trial}", warning_lead.as_secs_f64()),
         ],
     );
     let (_, committed) = lab.wait_status(seen, long(), "committed 9.2.0", |s| {
@@ -695,7 +698,7 @@ fn session(out: &mut Cases) {
     let log = lab.server.log();
     let fetches: Vec<String> = log
         .iter()
-        .filter(|r| r.path.ends_with("hearth-9.2.0.swu"))
+        .filter(|r| (r.path.ends_with(".swu") && r.path.contains("9.2.0")))
         .map(|r| {
             format!(
                 "GET {} range {:?} -> {} ({} bytes)",
@@ -703,9 +706,9 @@ fn session(out: &mut Cases) {
             )
         })
         .collect();
-    let resumed = log
-        .iter()
-        .any(|r| r.path.ends_with("hearth-9.2.0.swu") && r.range_start == Some(size / 3));
+    let resumed = log.iter().any(|r| {
+        (r.path.ends_with(".swu") && r.path.contains("9.2.0")) && r.range_start == Some(size / 3)
+    });
     out.get("5.3-2-2").check(
         "5.3-2-2e an interrupted download is resumed",
         resumed && committed["update"]["running_slot"] == "B",
