@@ -698,7 +698,7 @@ fn session(out: &mut Cases) {
     let log = lab.server.log();
     let fetches: Vec<String> = log
         .iter()
-        .filter(|r| (r.path.ends_with(".swu") && r.path.contains("9.2.0")))
+        .filter(|r| r.path.ends_with(".swu") && r.path.contains("9.2.0"))
         .map(|r| {
             format!(
                 "GET {} range {:?} -> {} ({} bytes)",
