@@ -304,8 +304,12 @@ fn replace_file(fs: &Path, path: &str, content: &[u8], scratch: &Path) {
     assert_eq!(back, content, "debugfs did not write {path}");
 }
 
-/// `hearth-release` from this workspace, built if needed.
+/// `hearth-release` from this workspace, built if needed, or the one
+/// `HEARTH_RELEASE_TOOL` names (a prebuilt binary of the same source).
 fn release_tool() -> PathBuf {
+    if let Some(tool) = std::env::var_os("HEARTH_RELEASE_TOOL") {
+        return PathBuf::from(tool);
+    }
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([
             "build",
