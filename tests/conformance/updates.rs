@@ -662,12 +662,13 @@ fn session(out: &mut Cases) {
     out.get("5.3-12 (device)").check(
         "5.3-12 (device) a: the owner is warned before the restart",
         notice_secs.is_some_and(|s| s >= 1)
-            && !console_before.contains("trial boot")
-            && !console_before.contains("reboot: "),
+            && !console_before.contains("Hearth: trial boot")
+            && !console_before.contains("] reboot: "),
         "before the device restarts to finish the update, its status says 'rebooting' with a time \
          ahead (reboot_notice_secs: 5 s in the lab, 60 s shipped; the status's own time may be a \
          second later than the agent's), and the dashboard's update card says the same; the console \
-         shows no restart (no 'reboot: ' line, no trial boot) until after the status arrived",
+         shows no restart (neither the kernel's 'reboot: ' line nor GRUB's 'Hearth: trial boot') \
+         until after the status arrived",
         vec![
             brief(&rebooting),
             format!("status time {} -> until {}: {notice_secs:?} s of notice", rebooting["time"], rebooting["update"]["until"]),
