@@ -27,7 +27,7 @@ pub struct Owner {
     pub session_cookie_line: Option<String>,
 }
 
-fn setup_code(console: &str) -> Option<String> {
+pub fn setup_code(console: &str) -> Option<String> {
     console
         .lines()
         .filter_map(|l| {

@@ -17,6 +17,7 @@ mod hydra;
 mod ics;
 mod report;
 mod tools;
+mod updates;
 mod weakened;
 
 use std::time::Instant;
@@ -30,6 +31,10 @@ fn timed(report: &mut Report, run: impl FnOnce() -> Case) {
     if case.seconds == 0.0 {
         case.seconds = t.elapsed().as_secs_f64();
     }
+    push(report, case);
+}
+
+fn push(report: &mut Report, case: Case) {
     eprintln!(
         "conformance: {} {} ({:.1} s)",
         case.id,
@@ -48,15 +53,41 @@ fn conformance_suite() {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let started = Instant::now();
+    // HEARTH_CONFORMANCE_ONLY=5.3 runs the update cases alone (a quick
+    // check of that part); the default runs everything.
+    let only_updates = match std::env::var("HEARTH_CONFORMANCE_ONLY") {
+        Ok(part) if part.trim() == "5.3" => true,
+        Ok(part) if !part.trim().is_empty() => panic!(
+            "HEARTH_CONFORMANCE_ONLY={part:?}: the only part that runs alone is 5.3 (the update cases); unset it to run everything"
+        ),
+        _ => false,
+    };
     // HEARTH_CONFORMANCE_OUT: the weakened run writes its report elsewhere.
     let out_dir = std::env::var_os("HEARTH_CONFORMANCE_OUT")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| system_tests::artifacts_dir().join("conformance"));
+        .unwrap_or_else(|| {
+            let all = system_tests::artifacts_dir().join("conformance");
+            if only_updates {
+                all.join("only-5.3")
+            } else {
+                all
+            }
+        });
     std::fs::create_dir_all(&out_dir).expect("tests/artifacts/conformance");
     let mut report = Report {
         started: utc_now(),
         ..Report::default()
     };
+    if only_updates {
+        let given = std::env::var("HEARTH_DUT").is_ok_and(|d| !d.trim().is_empty());
+        report.target = "the update lab's own QEMU device (HEARTH_CONFORMANCE_ONLY=5.3)".to_owned();
+        update_cases(&mut report, given);
+        report.notes.push(
+            "HEARTH_CONFORMANCE_ONLY=5.3: only the 5.3 update cases ran; no other case, tool, ICS/IXIT or matrix is in this report".to_owned(),
+        );
+        finish(report, None, &out_dir, started);
+        return;
+    }
 
     // Offline first: no boot needed, and host mode for testssl.sh uses the files.
     let scratch = tempfile::tempdir().expect("scratch directory");
@@ -141,6 +172,9 @@ fn conformance_suite() {
     let booted = dut.booted();
     drop(dut);
 
+    // The 5.3 update cases: a device of their own in the update lab.
+    update_cases(&mut report, !booted);
+
     // Inside the device: a second boot, of the audit image (ss and lynis).
     // HEARTH_AUDIT=0 leaves it out (the weakened run does; it takes about
     // 12 minutes under TCG).
@@ -165,12 +199,23 @@ fn conformance_suite() {
 
     report.notes.extend(
         [
-            "Not covered yet: 5.1-2-2 across several fresh images (tests/system compares setup codes of two boots); 5.3-1 ... 5.3-12 (update misuse: MITM, flipped byte, rollback, resume) as conformance cases (issue 6); conceptual cases for 5.1-2, 5.1-3, 5.1-5 and 5.3; sectxt over HTTPS; cargo audit. The ICS and IXIT (ics.md, ixit.md) are generated from the vendor file, the shipped configuration, the code's defaults and docs/compliance.md; the weakened-image run is its own test (weakened/report.md).",
+            "Not covered yet: 5.1-2-2 across several fresh images (tests/system compares setup codes of two boots); 5.3-7 and 5.3-8 on the device (not observable from outside); another model's release and power cuts during an update as conformance units (tests/system's update tests cover them); conceptual cases for 5.1-2, 5.1-3, 5.1-5 and 5.3; sectxt over HTTPS; cargo audit. The ICS and IXIT (ics.md, ixit.md) are generated from the vendor file, the shipped configuration, the code's defaults and docs/compliance.md; the weakened-image run is its own test (weakened/report.md).",
             "cargo deny (licenses, bans, sources) runs as its own CI stage, not in this report; advisories need an offline database snapshot, which is not set up.",
         ]
         .map(str::to_owned),
     );
-    if let Some(docs) = &docs {
+    finish(report, docs.as_ref(), &out_dir, started);
+}
+
+/// Writes the matrix (with the documents) and the report, then fails the
+/// test if any case FAILed.
+fn finish(
+    mut report: Report,
+    docs: Option<&ics::Documents>,
+    out_dir: &std::path::Path,
+    started: Instant,
+) {
+    if let Some(docs) = docs {
         let verdicts: Vec<(String, String, String)> = report
             .cases
             .iter()
@@ -182,16 +227,14 @@ fn conformance_suite() {
                 )
             })
             .collect();
-        if let Err(e) = ics::write_matrix(docs, &verdicts, &out_dir) {
+        if let Err(e) = ics::write_matrix(docs, &verdicts, out_dir) {
             report
                 .notes
                 .push(format!("the compliance matrix could not be written: {e}"));
         }
     }
     report.seconds = started.elapsed().as_secs_f64();
-    report
-        .write(&out_dir)
-        .expect("write the conformance report");
+    report.write(out_dir).expect("write the conformance report");
     eprintln!(
         "conformance: report in {} ({} cases, {:.0} s in all)",
         out_dir.display(),
@@ -208,6 +251,23 @@ fn conformance_suite() {
         "conformance cases FAILED: {failed:?}; see {}",
         out_dir.join("report.md").display()
     );
+}
+
+/// The 5.3 update cases (updates.rs), after a device given by HEARTH_DUT
+/// they are NOT-TESTED.
+fn update_cases(report: &mut Report, dut_given: bool) {
+    let t = Instant::now();
+    let skip = updates::skip_reason(dut_given);
+    let ran = skip.is_none();
+    for case in updates::cases(skip) {
+        push(report, case);
+    }
+    if ran {
+        report.notes.push(format!(
+            "the 5.3 update cases share one device of their own in the update lab (mosquitto with the shipped TLS/ACL configuration, an HTTPS update server on loopback, releases built by hearth-release from the image, guestfwd only): one boot and one restart, {:.0} s including the release builds; each of those cases shows that session's time",
+            t.elapsed().as_secs_f64()
+        ));
+    }
 }
 
 /// The current time in UTC as `date -u` prints it (no time crate needed).

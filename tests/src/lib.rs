@@ -13,6 +13,8 @@
 //!   certificate but records its SHA-256 fingerprint, so tests compare it with
 //!   the one the device printed on its console.
 //! - [`offline`]: partitions, `debugfs` and `mtools` on images and overlays.
+//! - [`lab`]: the update lab (broker, update server, releases, a provisioned
+//!   device) for the update tests and the conformance suite's 5.3 cases.
 //!
 //! Environment: `HEARTH_IMAGE` (default `qemu/out/hearth-dev.img`),
 //! `HEARTH_ACCEL` (default `tcg`), `HEARTH_BOOT_TIMEOUT` (seconds, default 600).
@@ -21,6 +23,7 @@ pub mod broker;
 mod device;
 mod disk;
 pub mod https;
+pub mod lab;
 pub mod offline;
 pub mod releases;
 pub mod update_server;

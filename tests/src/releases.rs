@@ -34,6 +34,9 @@ pub struct Release {
     pub version: String,
     pub manifest: PathBuf,
     pub swu: PathBuf,
+    pub security_version: u32,
+    /// `urgency = "security"`.
+    pub security: bool,
 }
 
 impl Release {
@@ -172,8 +175,59 @@ impl Vendor {
         ]);
         let _ = std::fs::remove_file(&rootfs);
         let manifest = self.path(&format!("hearth-{version}.manifest.json"));
-        let security_version = security_version.to_string();
         let notes = format!("https://example.com/hearth/releases/{version}");
+        self.sign_manifest(&swu, &manifest, security_version, security, &notes);
+        self.run(&[
+            "publish",
+            "--manifest",
+            manifest.to_str().expect("path"),
+            "--artifact",
+            swu.to_str().expect("path"),
+            "--out",
+            self.web_root.to_str().expect("path"),
+        ]);
+        Release {
+            version: version.to_owned(),
+            manifest,
+            swu,
+            security_version,
+            security,
+        }
+    }
+
+    /// A second signed manifest for `release`'s artifact (same version,
+    /// other release notes): an offer whose bytes the device has not seen.
+    /// Not published; announce it over MQTT.
+    pub fn manifest_again(&self, release: &Release, notes: &str) -> Release {
+        let manifest = self.path(&format!(
+            "hearth-{}-again-{}.manifest.json",
+            release.version,
+            notes.len()
+        ));
+        self.sign_manifest(
+            &release.swu,
+            &manifest,
+            release.security_version,
+            release.security,
+            notes,
+        );
+        Release {
+            manifest,
+            ..release.clone()
+        }
+    }
+
+    fn sign_manifest(
+        &self,
+        swu: &Path,
+        manifest: &Path,
+        security_version: u32,
+        security: bool,
+        notes: &str,
+    ) {
+        let keys = crate::repo_root().join(DEV_KEYS);
+        let signer = keys.join("hearth-dev-signing");
+        let security_version = security_version.to_string();
         let root = keys.join("hearth-dev-root").display().to_string();
         let keyring = keys.join("hearth-dev-keyring.json").display().to_string();
         let base = format!("https://{GUEST_HOST}:{GUEST_HTTPS_PORT}");
@@ -192,7 +246,7 @@ impl Vendor {
             "--security-version",
             &security_version,
             "--release-notes",
-            &notes,
+            notes,
             "--out",
             manifest.to_str().expect("path"),
             "--dev",
@@ -201,20 +255,6 @@ impl Vendor {
             args.extend(["--urgency", "security"]);
         }
         self.run(&args);
-        self.run(&[
-            "publish",
-            "--manifest",
-            manifest.to_str().expect("path"),
-            "--artifact",
-            swu.to_str().expect("path"),
-            "--out",
-            self.web_root.to_str().expect("path"),
-        ]);
-        Release {
-            version: version.to_owned(),
-            manifest,
-            swu,
-        }
     }
 
     /// The model's `latest.json` URL as the guest sees it.
@@ -264,8 +304,12 @@ fn replace_file(fs: &Path, path: &str, content: &[u8], scratch: &Path) {
     assert_eq!(back, content, "debugfs did not write {path}");
 }
 
-/// `hearth-release` from this workspace, built if needed.
+/// `hearth-release` from this workspace, built if needed, or the one
+/// `HEARTH_RELEASE_TOOL` names (a prebuilt binary of the same source).
 fn release_tool() -> PathBuf {
+    if let Some(tool) = std::env::var_os("HEARTH_RELEASE_TOOL") {
+        return PathBuf::from(tool);
+    }
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([
             "build",

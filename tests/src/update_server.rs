@@ -1,7 +1,9 @@
 //! A static HTTPS file server on loopback, standing in for the vendor's
 //! update server or CDN: serves a directory (what `hearth-release publish`
 //! lays out), honours `Range: bytes=N-`, logs every request, and can cut
-//! the next response short to test resumption.
+//! the next response short to test resumption. It can also present another
+//! certificate (a man in the middle with a certificate from another CA) and
+//! records the handshakes the client then aborts.
 //!
 //! Plain threads and rustls (ring); it binds 127.0.0.1 only.
 
@@ -10,7 +12,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -24,6 +26,18 @@ pub struct Logged {
     pub status: u16,
     /// Body bytes sent.
     pub sent: u64,
+    /// When the response ended.
+    pub at: Instant,
+}
+
+/// A TLS handshake that did not complete (the client refused the server).
+#[derive(Debug, Clone)]
+pub struct FailedHandshake {
+    pub at: Instant,
+    /// Whether the impostor's certificate was presented.
+    pub impostor: bool,
+    /// rustls's error on the server side (e.g. the client's alert).
+    pub error: String,
 }
 
 #[derive(Debug, Default)]
@@ -34,6 +48,9 @@ struct Shared {
     /// Pause per 64 KiB chunk, in microseconds (to watch progress).
     pace_micros: AtomicU64,
     stopped: AtomicBool,
+    /// Present this identity instead of the real one (a man in the middle).
+    impostor: Mutex<Option<Arc<rustls::ServerConfig>>>,
+    failed_handshakes: Mutex<Vec<FailedHandshake>>,
 }
 
 #[derive(Debug)]
@@ -46,19 +63,7 @@ pub struct UpdateServer {
 impl UpdateServer {
     /// Serves `root` with the certificate and key (PEM) given.
     pub fn start(root: &Path, cert: &Path, key: &Path) -> UpdateServer {
-        let certs = CertificateDer::pem_file_iter(cert)
-            .expect("server certificate")
-            .collect::<Result<Vec<_>, _>>()
-            .expect("server certificate PEM");
-        let key = PrivateKeyDer::from_pem_file(key).expect("server key");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .expect("server identity");
-        let config = Arc::new(config);
+        let config = server_config(cert, key);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the update server");
         let port = listener.local_addr().expect("address").port();
         let shared = Arc::new(Shared {
@@ -72,7 +77,9 @@ impl UpdateServer {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let (config, root, state) = (config.clone(), root_dir.clone(), state.clone());
+                let impostor = state.impostor.lock().expect("lock").clone();
+                let config = impostor.unwrap_or_else(|| config.clone());
+                let (root, state) = (root_dir.clone(), state.clone());
                 std::thread::spawn(move || {
                     let _ = serve(stream, config, &root, &state);
                 });
@@ -99,6 +106,38 @@ impl UpdateServer {
     pub fn log(&self) -> Vec<Logged> {
         self.shared.log.lock().expect("lock").clone()
     }
+
+    /// From now on, presents `cert`/`key` (PEM) instead of the real
+    /// identity: a man in the middle.
+    pub fn impersonate(&self, cert: &Path, key: &Path) {
+        *self.shared.impostor.lock().expect("lock") = Some(server_config(cert, key));
+    }
+
+    /// Back to the real identity.
+    pub fn stop_impersonating(&self) {
+        *self.shared.impostor.lock().expect("lock") = None;
+    }
+
+    /// Handshakes the clients aborted, oldest first.
+    pub fn failed_handshakes(&self) -> Vec<FailedHandshake> {
+        self.shared.failed_handshakes.lock().expect("lock").clone()
+    }
+}
+
+fn server_config(cert: &Path, key: &Path) -> Arc<rustls::ServerConfig> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .expect("server certificate")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("server certificate PEM");
+    let key = PrivateKeyDer::from_pem_file(key).expect("server key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server identity");
+    Arc::new(config)
 }
 
 impl Drop for UpdateServer {
@@ -115,8 +154,28 @@ fn serve(
     state: &Shared,
 ) -> std::io::Result<()> {
     tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let impostor = state
+        .impostor
+        .lock()
+        .expect("lock")
+        .as_ref()
+        .is_some_and(|i| Arc::ptr_eq(i, &config));
     let connection = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
     let mut tls = rustls::StreamOwned::new(connection, tcp);
+    while tls.conn.is_handshaking() {
+        if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+            state
+                .failed_handshakes
+                .lock()
+                .expect("lock")
+                .push(FailedHandshake {
+                    at: Instant::now(),
+                    impostor,
+                    error: e.to_string(),
+                });
+            return Err(e);
+        }
+    }
     let mut reader = BufReader::new(&mut tls);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
@@ -147,6 +206,7 @@ fn serve(
             range_start,
             status: 404,
             sent: 0,
+            at: Instant::now(),
         });
         return Ok(());
     };
@@ -204,6 +264,7 @@ fn serve(
         range_start,
         status: if range_start.is_some() { 206 } else { 200 },
         sent,
+        at: Instant::now(),
     });
     result
 }

@@ -5,198 +5,16 @@
 //! boot, hearthd's health check and commit. The guest reaches the broker and
 //! the server only through `guestfwd` rules (user networking, restrict=on).
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use system_tests::broker::{Broker, GUEST_HOST, Message, SERVICE, Sub};
 use system_tests::https::Response;
+use system_tests::lab::{ESP, Lab};
 
 use crate::owner::call;
-use system_tests::offline::Ext4;
-use system_tests::releases::{GUEST_HTTPS_PORT, Kind, MODEL, Release, Vendor};
-use system_tests::update_server::UpdateServer;
-use system_tests::{Device, Disk};
+use system_tests::Device;
+use system_tests::releases::Kind;
 
-const DEVICE_ID: &str = "qemu-dev-1";
 const PASSWORD: &str = "correct horse battery staple";
-const ESP: usize = 1;
-const DATA: usize = 4;
-const SLOT_A: usize = 2;
-const MQTT_GUEST_PORT: u16 = 8883;
-
-/// The vendor's side (broker, update server, releases) and one device.
-struct Lab {
-    broker: Broker,
-    vendor: Vendor,
-    server: UpdateServer,
-    disk: Disk,
-    status: Sub,
-}
-
-impl Lab {
-    /// A fresh device provisioned at the "factory" with its fleet identity;
-    /// `https_check` also gives it the model's manifest URL.
-    fn new(name: &str, https_check: bool) -> Lab {
-        let broker = Broker::start(&[DEVICE_ID], &[(DEVICE_ID, MODEL)]);
-        let vendor = Vendor::new();
-        let server = UpdateServer::start(
-            &vendor.web_root,
-            &broker.pki("broker.crt"),
-            &broker.pki("broker.key"),
-        );
-        let disk = Disk::fresh(name);
-        provision(&disk, &broker, https_check);
-        let status = broker.subscribe(
-            SERVICE,
-            &[
-                &format!("hearth/device/{DEVICE_ID}/status"),
-                "hearth/test/probe",
-            ],
-            "hearth/test/probe",
-        );
-        Lab {
-            broker,
-            vendor,
-            server,
-            disk,
-            status,
-        }
-    }
-
-    fn boot(&self, label: &str) -> Device {
-        let net = format!(
-            ",guestfwd=tcp:{GUEST_HOST}:{MQTT_GUEST_PORT}-cmd:socat STDIO TCP:127.0.0.1:{}\
-             ,guestfwd=tcp:{GUEST_HOST}:{GUEST_HTTPS_PORT}-cmd:socat STDIO TCP:127.0.0.1:{}",
-            self.broker.port, self.server.port
-        );
-        Device::boot_with(&self.disk, label, &["--net-extra", &net])
-    }
-
-    /// Announces `release` on the model's retained release topic.
-    fn announce(&self, release: &Release) {
-        let manifest = String::from_utf8(release.manifest_bytes()).expect("manifest text");
-        self.announce_bytes(&manifest);
-    }
-
-    fn announce_bytes(&self, manifest: &str) {
-        self.broker
-            .publish(SERVICE, &format!("hearth/{MODEL}/release"), manifest, true);
-    }
-
-    /// The first status after the first `skip` messages that `matches`.
-    fn wait_status(
-        &self,
-        skip: usize,
-        limit: Duration,
-        what: &str,
-        matches: impl Fn(&serde_json::Value) -> bool,
-    ) -> (usize, serde_json::Value) {
-        let found = self.status.wait_after(skip, limit, |m: &Message| {
-            m.topic.ends_with("/status")
-                && serde_json::from_str::<serde_json::Value>(&m.payload).is_ok_and(|v| matches(&v))
-        });
-        let Some(message) = found else {
-            let last: Vec<String> = self
-                .status
-                .all()
-                .iter()
-                .rev()
-                .take(5)
-                .map(|m| m.payload.clone())
-                .collect();
-            panic!(
-                "no status {what} within {} s; the last ones (newest first):\n{}",
-                limit.as_secs(),
-                last.join("\n")
-            );
-        };
-        let index = self
-            .status
-            .all()
-            .iter()
-            .position(|m| m.payload == message.payload)
-            .unwrap_or(skip);
-        eprintln!("status {what}: {}", message.payload);
-        (index + 1, message.json())
-    }
-
-    /// Requests for `.swu` files the update server answered.
-    fn artifact_requests(&self) -> usize {
-        self.server
-            .log()
-            .iter()
-            .filter(|r| r.path.ends_with(".swu"))
-            .count()
-    }
-}
-
-/// Writes the device's factory data into its /data partition (offline):
-/// `/data/factory/hearth.toml` with the fleet and update settings, the
-/// fleet CA, the device certificate and its key (readable by hearthd only).
-fn provision(disk: &Disk, broker: &Broker, https_check: bool) {
-    let passwd = Ext4::in_image(disk.image(), &disk.partition(SLOT_A))
-        .read("/etc/passwd")
-        .expect("/etc/passwd");
-    let passwd = String::from_utf8_lossy(&passwd);
-    let uid = passwd
-        .lines()
-        .find_map(|l| l.strip_prefix("hearth:"))
-        .and_then(|rest| rest.split(':').nth(1))
-        .expect("the hearth user")
-        .to_owned();
-    let manifest_url = if https_check {
-        format!(
-            "manifest_url = \"{}\"\ncheck_interval_hours = 0.01\n",
-            Vendor::manifest_url()
-        )
-    } else {
-        String::new()
-    };
-    let config = format!(
-        "# Factory provisioning (system test)\n\
-         [fleet]\nhost = \"{GUEST_HOST}\"\nport = {MQTT_GUEST_PORT}\n\
-         ca_file = \"/data/factory/fleet-ca.pem\"\ncert_file = \"/data/factory/device.crt\"\n\
-         key_file = \"/data/factory/device.key\"\ndevice_id = \"{DEVICE_ID}\"\n\
-         reconnect_initial_secs = 1.0\nreconnect_max_secs = 4.0\n\n\
-         [update]\nca_file = \"/data/factory/fleet-ca.pem\"\nreboot_notice_secs = 5\n\
-         health_timeout_secs = 120\n{manifest_url}"
-    );
-    let scratch = disk.dir().join("factory");
-    std::fs::create_dir_all(&scratch).expect("scratch");
-    std::fs::write(scratch.join("hearth.toml"), config).expect("config");
-    for (from, to) in [
-        ("ca.crt", "fleet-ca.pem"),
-        (&format!("{DEVICE_ID}.crt") as &str, "device.crt"),
-        (&format!("{DEVICE_ID}.key"), "device.key"),
-    ] {
-        std::fs::copy(broker.pki(from), scratch.join(to)).expect("copy PKI file");
-    }
-    let raw = disk.read_partition(DATA);
-    let mut requests = vec!["mkdir /factory".to_owned()];
-    for name in ["hearth.toml", "fleet-ca.pem", "device.crt", "device.key"] {
-        requests.push(format!(
-            "write {} /factory/{name}",
-            scratch.join(name).display()
-        ));
-        requests.push(format!("sif /factory/{name} mode 0100644"));
-    }
-    requests.push("sif /factory/device.key mode 0100600".into());
-    requests.push(format!("sif /factory/device.key uid {uid}"));
-    let script = disk.dir().join("provision.debugfs");
-    std::fs::write(&script, requests.join("\n") + "\n").expect("debugfs script");
-    let out = std::process::Command::new("debugfs")
-        .args(["-w", "-f"])
-        .arg(&script)
-        .arg(&raw)
-        .output()
-        .expect("run debugfs");
-    assert!(
-        out.status.success(),
-        "provisioning failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    disk.write_partition(DATA, &raw);
-}
 
 /// A logged-in owner: the session cookie and its CSRF token.
 struct Owner {
@@ -457,15 +275,7 @@ fn tampered_older_and_foreign_releases_are_refused_with_a_reason() {
 
     // A tampered artifact behind a good manifest: refused by the check, so
     // it is downloaded once and never streamed into SWUpdate.
-    let swu = lab
-        .server
-        .root
-        .join(format!("{MODEL}/9.1.0/hearth-9.1.0.swu"));
-    let swu = if swu.exists() {
-        swu
-    } else {
-        find_swu(&lab.server.root)
-    };
+    let swu = lab.published_swu(&good);
     let mut bytes = std::fs::read(&swu).expect("artifact");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x01;
@@ -493,21 +303,6 @@ fn tampered_older_and_foreign_releases_are_refused_with_a_reason() {
     device.wait_ready();
     assert!(!device.serial().contains("trial boot"), "nothing was armed");
     device.powerdown();
-}
-
-fn find_swu(root: &Path) -> std::path::PathBuf {
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "swu") {
-                return path;
-            }
-        }
-    }
-    panic!("no .swu under {}", root.display());
 }
 
 #[test]

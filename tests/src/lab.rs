@@ -1,0 +1,251 @@
+//! The update lab: the vendor's side of automatic updates and one device,
+//! with the real parts. mosquitto with the shipped TLS/ACL configuration,
+//! an HTTPS server for the artifacts, releases made by `hearth-release` from
+//! the development image itself, and a device provisioned at the "factory"
+//! with its fleet identity. The guest reaches the broker and the server only
+//! through `guestfwd` rules (user networking, restrict=on).
+//!
+//! Used by the QEMU update tests (`tests/system/update.rs`) and the
+//! conformance suite's 5.3 cases (`tests/conformance/updates.rs`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::broker::{Broker, GUEST_HOST, Message, SERVICE, Sub};
+use crate::offline::Ext4;
+use crate::releases::{GUEST_HTTPS_PORT, MODEL, Release, Vendor};
+use crate::update_server::UpdateServer;
+use crate::{Device, Disk};
+
+/// The lab device's id (its certificate CN and its MQTT topics).
+pub const DEVICE_ID: &str = "qemu-dev-1";
+/// Partitions of the development image.
+pub const ESP: usize = 1;
+pub const SLOT_A: usize = 2;
+pub const DATA: usize = 4;
+/// The port at which the guest reaches the broker (a guestfwd rule).
+pub const MQTT_GUEST_PORT: u16 = 8883;
+
+/// The vendor's side (broker, update server, releases) and one device.
+#[derive(Debug)]
+pub struct Lab {
+    pub broker: Broker,
+    pub vendor: Vendor,
+    pub server: UpdateServer,
+    pub disk: Disk,
+    /// Everything the device published on its status topic (and the probe).
+    pub status: Sub,
+}
+
+impl Lab {
+    /// A fresh device provisioned at the "factory" with its fleet identity;
+    /// `https_check` also gives it the model's manifest URL.
+    pub fn new(name: &str, https_check: bool) -> Lab {
+        Lab::with_update_config(name, https_check.then(Vendor::manifest_url), "")
+    }
+
+    /// [`Lab::new`] with the manifest URL for the periodic HTTPS check (if
+    /// any) and more lines for the device's `[update]` table.
+    pub fn with_update_config(name: &str, manifest_url: Option<String>, update_lines: &str) -> Lab {
+        let broker = Broker::start(&[DEVICE_ID], &[(DEVICE_ID, MODEL)]);
+        let vendor = Vendor::new();
+        let server = UpdateServer::start(
+            &vendor.web_root,
+            &broker.pki("broker.crt"),
+            &broker.pki("broker.key"),
+        );
+        let disk = Disk::fresh(name);
+        provision(&disk, &broker, manifest_url.as_deref(), update_lines);
+        let status = broker.subscribe(
+            SERVICE,
+            &[
+                &format!("hearth/device/{DEVICE_ID}/status"),
+                "hearth/test/probe",
+            ],
+            "hearth/test/probe",
+        );
+        Lab {
+            broker,
+            vendor,
+            server,
+            disk,
+            status,
+        }
+    }
+
+    /// Boots the device with the two guestfwd rules.
+    pub fn boot(&self, label: &str) -> Device {
+        let net = format!(
+            ",guestfwd=tcp:{GUEST_HOST}:{MQTT_GUEST_PORT}-cmd:socat STDIO TCP:127.0.0.1:{}\
+             ,guestfwd=tcp:{GUEST_HOST}:{GUEST_HTTPS_PORT}-cmd:socat STDIO TCP:127.0.0.1:{}",
+            self.broker.port, self.server.port
+        );
+        Device::boot_with(&self.disk, label, &["--net-extra", &net])
+    }
+
+    /// Announces `release` on the model's retained release topic.
+    pub fn announce(&self, release: &Release) {
+        let manifest = String::from_utf8(release.manifest_bytes()).expect("manifest text");
+        self.announce_bytes(&manifest);
+    }
+
+    pub fn announce_bytes(&self, manifest: &str) {
+        self.broker
+            .publish(SERVICE, &format!("hearth/{MODEL}/release"), manifest, true);
+    }
+
+    /// The first status after the first `skip` messages that `matches`,
+    /// with the number of messages up to and including it. Panics with
+    /// the last statuses when none comes within `limit`.
+    pub fn wait_status(
+        &self,
+        skip: usize,
+        limit: Duration,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> (usize, serde_json::Value) {
+        self.try_wait_status(skip, limit, what, matches)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Lab::wait_status`] without the panic: the error says what came.
+    pub fn try_wait_status(
+        &self,
+        skip: usize,
+        limit: Duration,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<(usize, serde_json::Value), String> {
+        let found = self.status.wait_after(skip, limit, |m: &Message| {
+            m.topic.ends_with("/status")
+                && serde_json::from_str::<serde_json::Value>(&m.payload).is_ok_and(|v| matches(&v))
+        });
+        let Some(message) = found else {
+            let last: Vec<String> = self
+                .status
+                .all()
+                .iter()
+                .rev()
+                .take(5)
+                .map(|m| m.payload.clone())
+                .collect();
+            return Err(format!(
+                "no status {what} within {} s; the last ones (newest first):\n{}",
+                limit.as_secs(),
+                last.join("\n")
+            ));
+        };
+        let index = self
+            .status
+            .all()
+            .iter()
+            .skip(skip)
+            .position(|m| m.payload == message.payload)
+            .map_or(skip, |i| i + skip);
+        eprintln!("status {what}: {}", message.payload);
+        Ok((index + 1, message.json()))
+    }
+
+    /// Requests for `.swu` files the update server answered.
+    pub fn artifact_requests(&self) -> usize {
+        self.server
+            .log()
+            .iter()
+            .filter(|r| r.path.ends_with(".swu"))
+            .count()
+    }
+
+    /// Where the update server keeps `release`'s artifact.
+    pub fn published_swu(&self, release: &Release) -> PathBuf {
+        let swu = self
+            .server
+            .root
+            .join(format!("{MODEL}/{0}/hearth-{0}.swu", release.version));
+        if swu.exists() {
+            swu
+        } else {
+            find_swu(&self.server.root, &release.version)
+        }
+    }
+}
+
+/// The first `.swu` under `root` whose name has `version` in it.
+fn find_swu(root: &Path, version: &str) -> PathBuf {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "swu")
+                && path.to_string_lossy().contains(version)
+            {
+                return path;
+            }
+        }
+    }
+    panic!("no .swu of {version} under {}", root.display());
+}
+
+/// Writes the device's factory data into its /data partition (offline):
+/// `/data/factory/hearth.toml` with the fleet and update settings, the
+/// fleet CA, the device certificate and its key (readable by hearthd only).
+fn provision(disk: &Disk, broker: &Broker, manifest_url: Option<&str>, update_lines: &str) {
+    let passwd = Ext4::in_image(disk.image(), &disk.partition(SLOT_A))
+        .read("/etc/passwd")
+        .expect("/etc/passwd");
+    let passwd = String::from_utf8_lossy(&passwd);
+    let uid = passwd
+        .lines()
+        .find_map(|l| l.strip_prefix("hearth:"))
+        .and_then(|rest| rest.split(':').nth(1))
+        .expect("the hearth user")
+        .to_owned();
+    let manifest_url = manifest_url
+        .map(|url| format!("manifest_url = \"{url}\"\ncheck_interval_hours = 0.01\n"))
+        .unwrap_or_default();
+    let config = format!(
+        "# Factory provisioning (system test)\n\
+         [fleet]\nhost = \"{GUEST_HOST}\"\nport = {MQTT_GUEST_PORT}\n\
+         ca_file = \"/data/factory/fleet-ca.pem\"\ncert_file = \"/data/factory/device.crt\"\n\
+         key_file = \"/data/factory/device.key\"\ndevice_id = \"{DEVICE_ID}\"\n\
+         reconnect_initial_secs = 1.0\nreconnect_max_secs = 4.0\n\n\
+         [update]\nca_file = \"/data/factory/fleet-ca.pem\"\nreboot_notice_secs = 5\n\
+         health_timeout_secs = 120\n{manifest_url}{update_lines}"
+    );
+    let scratch = disk.dir().join("factory");
+    std::fs::create_dir_all(&scratch).expect("scratch");
+    std::fs::write(scratch.join("hearth.toml"), config).expect("config");
+    for (from, to) in [
+        ("ca.crt", "fleet-ca.pem"),
+        (&format!("{DEVICE_ID}.crt") as &str, "device.crt"),
+        (&format!("{DEVICE_ID}.key"), "device.key"),
+    ] {
+        std::fs::copy(broker.pki(from), scratch.join(to)).expect("copy PKI file");
+    }
+    let raw = disk.read_partition(DATA);
+    let mut requests = vec!["mkdir /factory".to_owned()];
+    for name in ["hearth.toml", "fleet-ca.pem", "device.crt", "device.key"] {
+        requests.push(format!(
+            "write {} /factory/{name}",
+            scratch.join(name).display()
+        ));
+        requests.push(format!("sif /factory/{name} mode 0100644"));
+    }
+    requests.push("sif /factory/device.key mode 0100600".into());
+    requests.push(format!("sif /factory/device.key uid {uid}"));
+    let script = disk.dir().join("provision.debugfs");
+    std::fs::write(&script, requests.join("\n") + "\n").expect("debugfs script");
+    let out = std::process::Command::new("debugfs")
+        .args(["-w", "-f"])
+        .arg(&script)
+        .arg(&raw)
+        .output()
+        .expect("run debugfs");
+    assert!(
+        out.status.success(),
+        "provisioning failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    disk.write_partition(DATA, &raw);
+}
