@@ -15,6 +15,7 @@ REQUIRED_DISTRO_FEATURES = "hearth"
 IMAGE_INSTALL = "\
     packagegroup-core-boot \
     hearth-base \
+    hearth-hardening \
     hearthd \
     hearth-vendor \
     swupdate \
