@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# What the aarch64 QEMU scripts (uboot-arm64, board-arm64) share: Debian's
-# arm64 packages and kernel, and running QEMU. Sourced, not run; the caller
+# What the aarch64 scripts (uboot-arm64, board-arm64, build-image --arch
+# arm64) share: hearthd cross-built, Debian's arm64 packages and kernel, and
+# running QEMU. Sourced, not run; the caller
 # sets `here` (the qemu/ folder) and defines say, die and need.
 #
 # Debian's package archive is used through a private apt state under
@@ -101,4 +102,26 @@ accel_and_cpu() {
         accel=tcg
     fi
     if [ "$accel" = kvm ]; then echo "kvm host"; else echo "$accel cortex-a57"; fi
+}
+
+# hearthd cross-built for aarch64 (release, with Debian's
+# gcc-aarch64-linux-gnu as linker) in its own target dir, beside the host's
+# build: prints the binary's path.
+rust_target=aarch64-unknown-linux-gnu
+arm64_target_dir() {
+    # shellcheck disable=SC2154 # `repo` comes from the sourcing script
+    echo "${CARGO_TARGET_DIR:-$repo/target}/arm64/$rust_target"
+}
+cross_build() {
+    need aarch64-linux-gnu-gcc cargo rustup
+    rustup target list --installed | grep -qx "$rust_target" || rustup target add "$rust_target" >&2
+    say "hearthd: cargo build --release --target $rust_target (the first build takes minutes)"
+    (
+        cd "$repo"
+        export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+        export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+        export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+        CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}/arm64 cargo build --release --locked -p hearthd --target "$rust_target" >&2
+    ) || die "cross-building hearthd failed (see above)"
+    echo "$(arm64_target_dir)/release/hearthd"
 }
