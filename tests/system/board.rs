@@ -25,7 +25,7 @@ fn script() -> std::path::PathBuf {
 
 /// One HTTPS request; hearthd may still be starting, so connection errors
 /// are retried for a while.
-fn call(
+pub(crate) fn call(
     port: u16,
     method: &str,
     path: &str,
