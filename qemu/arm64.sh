@@ -1,13 +1,29 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2154 # here and repo come from the sourcing script
 # What the aarch64 scripts (uboot-arm64, board-arm64, build-image --arch
 # arm64) share: hearthd cross-built, Debian's arm64 packages and kernel, and
-# running QEMU. Sourced, not run; the caller
-# sets `here` (the qemu/ folder) and defines say, die and need.
+# running QEMU. Sourced, not run; the caller sets `here` (the qemu/ folder)
+# and `repo`, and defines say, die and need.
 #
 # Debian's package archive is used through a private apt state under
 # qemu/cache/arm64 (the host's own apt set-up and dpkg are not touched).
 
-# shellcheck disable=SC2154 # `here` comes from the sourcing script
+# The host packages every aarch64 script needs: QEMU aarch64, the cross
+# compiler, U-Boot's build and tools, libubootenv's fw_printenv/fw_setenv
+# (the tests read the environment with them), and what assembles disks,
+# initramfs and the image (depmod for the unpacked arm64 kernel).
+arm64_host_packages=(
+    qemu-system-arm gcc-aarch64-linux-gnu
+    u-boot-tools bison flex bc make dpkg-dev libssl-dev libgnutls28-dev
+    libubootenv-tool
+    fdisk dosfstools mtools e2fsprogs python3 cpio gzip kmod
+)
+# Installs them through qemu/setup-host (nothing to do, and no network, when
+# they are all there).
+arm64_setup_host() {
+    "$here/setup-host" "${arm64_host_packages[@]}" || die "installing the aarch64 host packages failed (see above)"
+}
+
 arm64_cache=$here/cache/arm64
 apt_dir=$arm64_cache/apt
 apt_opts=(
@@ -109,7 +125,6 @@ accel_and_cpu() {
 # build: prints the binary's path.
 rust_target=aarch64-unknown-linux-gnu
 arm64_target_dir() {
-    # shellcheck disable=SC2154 # `repo` comes from the sourcing script
     echo "${CARGO_TARGET_DIR:-$repo/target}/arm64/$rust_target"
 }
 cross_build() {
