@@ -244,10 +244,25 @@ fn e_the_arm64_image_boots_through_uboot_into_hearthds_first_boot_and_keeps_its_
         logged_in.body
     );
     let again = crate::board::call(port, "POST", "/api/setup", &[], Some(&body));
-    assert_ne!(
-        again.status, 201,
-        "the spent setup code claimed the device again"
+    assert_eq!(
+        again.status, 409,
+        "a claimed device must refuse the spent setup code: {}",
+        again.body
     );
+    // The update agent runs on B (it needs the CA bundle, the slot from the
+    // command line and SWUpdate's configuration from the image).
+    let cookie = logged_in.session_cookie().expect("a session cookie");
+    let update = crate::board::call(
+        port,
+        "GET",
+        "/api/update",
+        &[("Cookie", cookie.as_str())],
+        None,
+    );
+    assert_eq!(update.status, 200, "{}", update.body);
+    let update = update.json();
+    assert_eq!(update["running_slot"], "B", "{update}");
+    assert_ne!(update["state"], "unavailable", "{update}");
     assert!(
         !board.serial().contains("SETUP CODE"),
         "a claimed device must not show a setup code"
@@ -258,6 +273,16 @@ fn e_the_arm64_image_boots_through_uboot_into_hearthds_first_boot_and_keeps_its_
     let env = rig.env();
     assert_eq!(get(&env, "hearth_slot"), Some("B"), "{env:?}");
     assert_eq!(get(&env, "ustate"), Some("0"), "{env:?}");
+
+    // Committed: B boots again, not on trial.
+    let mut board = rig.boot("committed");
+    board.wait_for("Hearth: booting slot B (partition 3), ustate=0 bootcount=1/1");
+    board.wait_for("hearthd: HTTPS ready on");
+    board.power_off();
+    assert!(
+        !board.serial().contains("trial boot"),
+        "a committed slot must not count"
+    );
 }
 
 #[derive(Clone, Copy)]
