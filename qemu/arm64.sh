@@ -124,9 +124,8 @@ accel_and_cpu() {
 # gcc-aarch64-linux-gnu as linker) in its own target dir, beside the host's
 # build: prints the binary's path.
 rust_target=aarch64-unknown-linux-gnu
-arm64_target_dir() {
-    echo "${CARGO_TARGET_DIR:-$repo/target}/arm64/$rust_target"
-}
+arm64_cargo_dir() { echo "${CARGO_TARGET_DIR:-$repo/target}/arm64"; }
+arm64_target_dir() { echo "$(arm64_cargo_dir)/$rust_target"; }
 cross_build() {
     need aarch64-linux-gnu-gcc cargo rustup
     rustup target list --installed | grep -qx "$rust_target" || rustup target add "$rust_target" >&2
@@ -136,7 +135,7 @@ cross_build() {
         export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
         export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
         export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
-        CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}/arm64 cargo build --release --locked -p hearthd --target "$rust_target" >&2
+        CARGO_TARGET_DIR=$(arm64_cargo_dir) cargo build --release --locked -p hearthd --target "$rust_target" >&2
     ) || die "cross-building hearthd failed (see above)"
     echo "$(arm64_target_dir)/release/hearthd"
 }
