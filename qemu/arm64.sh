@@ -8,20 +8,11 @@
 # Debian's package archive is used through a private apt state under
 # qemu/cache/arm64 (the host's own apt set-up and dpkg are not touched).
 
-# The host packages every aarch64 script needs: QEMU aarch64, the cross
-# compiler, U-Boot's build and tools, libubootenv's fw_printenv/fw_setenv
-# (the tests read the environment with them), and what assembles disks,
-# initramfs and the image (depmod for the unpacked arm64 kernel).
-arm64_host_packages=(
-    qemu-system-arm gcc-aarch64-linux-gnu
-    u-boot-tools bison flex bc make dpkg-dev libssl-dev libgnutls28-dev
-    libubootenv-tool
-    fdisk dosfstools mtools e2fsprogs python3 cpio gzip kmod
-)
-# Installs them through qemu/setup-host (nothing to do, and no network, when
-# they are all there).
+# The host packages every aarch64 script needs (the arm64 group of
+# qemu/host-packages), installed through qemu/setup-host: nothing to do, and
+# no network, when they are all there.
 arm64_setup_host() {
-    "$here/setup-host" "${arm64_host_packages[@]}" || die "installing the aarch64 host packages failed (see above)"
+    "$here/setup-host" arm64 || die "installing the aarch64 host packages failed (see above)"
 }
 
 arm64_cache=$here/cache/arm64
