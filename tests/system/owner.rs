@@ -1,7 +1,7 @@
 //! What an owner meets on a fresh device (issues 3 and 4), through the
 //! forwarded HTTPS port and the serial console: the setup code and the
 //! vendor's facts on the console, security.txt before any login, the claim,
-//! and a password that survives a reboot.
+//! and a password, certificate and data that survive a reboot.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -40,11 +40,15 @@ pub fn setup_code(serial: &str) -> Option<String> {
         .next_back()
 }
 
+/// A device's first two boots, as its owner meets them: the setup code and
+/// the vendor's facts on the first boot's console, the claim, then a reboot
+/// that keeps the claim, the password and the TLS identity on /data while
+/// the root file system stays untouched.
 #[test]
-fn first_boot_shows_the_setup_code_and_vendor_facts_and_the_claim_survives_a_reboot() {
+fn first_boot_shows_the_setup_code_and_vendor_facts_and_claim_identity_and_data_survive_a_reboot() {
     let disk = Disk::fresh("owner");
     let mut device = Device::boot(&disk, "boot1");
-    device.wait_ready();
+    let first = device.wait_ready();
     let serial = device.serial();
     let code = setup_code(&serial).expect("a factory-new device shows a setup code on its console");
     for banner in [
@@ -78,8 +82,23 @@ fn first_boot_shows_the_setup_code_and_vendor_facts_and_the_claim_survives_a_reb
     assert_eq!(claimed.status, 201, "{}", claimed.body);
     device.powerdown();
 
+    // Offline: the device wrote its TLS identity to the data partition, and
+    // nothing outside the boot and data partitions.
+    let after_first = crate::boot::certificates_on_data(&disk, "1");
+    assert!(
+        after_first.contains(&first.console_fingerprint),
+        "the certificate {} is not in /data/hearth after a clean power-down (found {after_first:?})",
+        first.console_fingerprint
+    );
+    crate::boot::assert_only_boot_and_data_written(&disk);
+
     let mut device = Device::boot(&disk, "boot2");
-    device.wait_ready();
+    let second = device.wait_ready();
+    assert_eq!(
+        second.console_fingerprint, first.console_fingerprint,
+        "the device made a new certificate after a reboot"
+    );
+    assert_eq!(second.health.fingerprint, first.console_fingerprint);
     assert_eq!(
         setup_code(&device.serial()),
         None,
@@ -101,6 +120,12 @@ fn first_boot_shows_the_setup_code_and_vendor_facts_and_the_claim_survives_a_reb
         ok.body
     );
     device.powerdown();
+    assert_eq!(
+        crate::boot::certificates_on_data(&disk, "2"),
+        after_first,
+        "the TLS identity on /data changed across the reboot"
+    );
+    crate::boot::assert_only_boot_and_data_written(&disk);
 
     // os-release in the slot carries the vendor file's facts.
     let os_release = Ext4::file(&disk.read_partition(SLOT_A))
