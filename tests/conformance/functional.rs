@@ -28,13 +28,7 @@ pub struct Owner {
 }
 
 pub fn setup_code(console: &str) -> Option<String> {
-    console
-        .lines()
-        .filter_map(|l| {
-            l.split_once("hearthd: SETUP CODE ")
-                .map(|(_, c)| c.trim().to_owned())
-        })
-        .next_back()
+    system_tests::console_setup_code(console)
 }
 
 fn status_of(dut: &Dut) -> Option<String> {

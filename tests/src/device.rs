@@ -223,16 +223,12 @@ impl Device {
     /// fingerprint it shows.
     pub fn wait_console_ready(&mut self) -> String {
         let line = self.wait_for(READY_MARKER, crate::boot_timeout());
-        let fingerprint = line
-            .split_once(FINGERPRINT_LABEL)
-            .map(|(_, f)| f.trim().to_owned())
-            .unwrap_or_default();
-        assert!(
-            crate::is_fingerprint(&fingerprint),
-            "{}: the ready line has no fingerprint in hearthd's format: {line:?}",
-            self.label
-        );
-        fingerprint
+        crate::console_fingerprint(&line, FINGERPRINT_LABEL).unwrap_or_else(|| {
+            panic!(
+                "{}: the ready line has no fingerprint in hearthd's format: {line:?}",
+                self.label
+            )
+        })
     }
 
     /// Waits (up to a minute) for `/healthz` to answer 200 over the forward.

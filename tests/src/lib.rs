@@ -80,6 +80,32 @@ pub fn is_fingerprint(s: &str) -> bool {
         })
 }
 
+/// The setup code hearthd last printed on a console (`XXXX-XXXX-XX`), if
+/// any. Only the code's own characters are taken: under load the kernel's
+/// console messages can land on the same line, right after it.
+pub fn console_setup_code(console: &str) -> Option<String> {
+    console
+        .lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once("hearthd: SETUP CODE ")?;
+            let code: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '-')
+                .collect();
+            (!code.is_empty()).then_some(code)
+        })
+        .next_back()
+}
+
+/// The fingerprint that follows `label` on a console line: the first 95
+/// characters (the format's length), since a kernel message may follow it
+/// on the same line.
+pub fn console_fingerprint(line: &str, label: &str) -> Option<String> {
+    let (_, rest) = line.split_once(label)?;
+    let fingerprint = rest.get(..95)?;
+    is_fingerprint(fingerprint).then(|| fingerprint.to_owned())
+}
+
 /// SHA-256 of a DER certificate, formatted like hearthd's console line.
 pub fn fingerprint_of(der: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, der);
@@ -94,6 +120,27 @@ pub fn fingerprint_of(der: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn console_values_survive_a_kernel_message_on_the_same_line() {
+        let f = fingerprint_of(b"x");
+        let line = format!(
+            "hearthd: HTTPS ready on 0.0.0.0:443, certificate SHA-256 fingerprint {f}[   64.285516] kvm: Nested Virtualization enabled"
+        );
+        assert_eq!(
+            console_fingerprint(&line, "certificate SHA-256 fingerprint "),
+            Some(f.clone())
+        );
+        assert_eq!(
+            console_fingerprint(&line[..line.len() - 60], "certificate SHA-256 fingerprint "),
+            None,
+            "a cut-off fingerprint is no fingerprint"
+        );
+        let console =
+            "x\n[ 5.1] hearthd[300]: hearthd: SETUP CODE ABCD-EFGH-JK[   6.0] kvm: hello\n";
+        assert_eq!(console_setup_code(console).as_deref(), Some("ABCD-EFGH-JK"));
+        assert_eq!(console_setup_code("hearthd: not set up yet"), None);
+    }
 
     #[test]
     fn fingerprints_look_like_the_console_line() {

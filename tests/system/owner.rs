@@ -31,13 +31,7 @@ pub fn call(
 
 /// The setup code hearthd printed on this boot's console, if any.
 pub fn setup_code(serial: &str) -> Option<String> {
-    serial
-        .lines()
-        .filter_map(|line| {
-            line.split_once("hearthd: SETUP CODE ")
-                .map(|(_, code)| code.trim().to_owned())
-        })
-        .next_back()
+    system_tests::console_setup_code(serial)
 }
 
 /// A device's first two boots, as its owner meets them: the setup code and

@@ -229,7 +229,7 @@ fn e_the_arm64_image_boots_through_uboot_into_hearthds_first_boot_and_keeps_its_
     board.wait_for("Hearth: trial boot 1 of 1 of slot B");
     board.wait_for("root=/dev/nvme0n1p3");
     let trial_ready = board.wait_for("hearthd: HTTPS ready on");
-    let fingerprint = |line: &str| line.split_once("fingerprint ").map(|(_, f)| f.to_owned());
+    let fingerprint = |line: &str| system_tests::console_fingerprint(line, "fingerprint ");
     assert!(fingerprint(&first_ready).is_some(), "{first_ready}");
     assert_eq!(
         fingerprint(&first_ready),
