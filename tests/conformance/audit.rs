@@ -128,12 +128,8 @@ fn boot_and_wait(image: &Path, out_dir: &Path) -> Result<String, String> {
         return Err(format!("qemu/boot --prepare failed ({prepared})"));
     }
     let log = state.path().join("serial.log");
-    // Niced: lynis only reads the running system, so its guest may go slower
-    // while the devices whose timing the other cases measure run beside it.
     let qemu = Qemu(
-        Command::new("nice")
-            .args(["-n", "5"])
-            .arg(&boot)
+        Command::new(&boot)
             .args(["--no-build", "--exit-with-parent", "--image"])
             .arg(image)
             .arg("--state-dir")

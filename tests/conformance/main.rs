@@ -94,7 +94,7 @@ fn conformance_suite() {
 
     // The audit image (ss and lynis inside a device of its own) takes the
     // longest, nearly all of it guest CPU on one vCPU: it starts first, in
-    // its own thread, and runs beside everything else. HEARTH_AUDIT=0 leaves
+    // its own thread, and runs beside the device under test and the lab. HEARTH_AUDIT=0 leaves
     // it out (the weakened run does); it says nothing about a device that
     // HEARTH_DUT names.
     let dut_given = std::env::var("HEARTH_DUT").is_ok_and(|d| !d.trim().is_empty());
