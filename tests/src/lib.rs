@@ -80,7 +80,7 @@ pub fn is_fingerprint(s: &str) -> bool {
         })
 }
 
-/// The setup code hearthd last printed on a console (`XXXX-XXXX-XX`), if
+/// The setup code hearthd last printed on a console (`ABCD-EFGH-JK` in form), if
 /// any. Only the code's own characters are taken: under load the kernel's
 /// console messages can land on the same line, right after it.
 pub fn console_setup_code(console: &str) -> Option<String> {
