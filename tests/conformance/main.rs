@@ -81,10 +81,10 @@ fn conformance_suite() {
         started: utc_now(),
         ..Report::default()
     };
+    let dut_given = std::env::var("HEARTH_DUT").is_ok_and(|d| !d.trim().is_empty());
     if only_updates {
-        let given = std::env::var("HEARTH_DUT").is_ok_and(|d| !d.trim().is_empty());
         report.target = "the update lab's own QEMU device (HEARTH_CONFORMANCE_ONLY=5.3)".to_owned();
-        update_cases(&mut report, given);
+        update_cases(&mut report, dut_given);
         report.notes.push(
             "HEARTH_CONFORMANCE_ONLY=5.3: only the 5.3 update cases ran; no other case, tool, ICS/IXIT or matrix is in this report".to_owned(),
         );
@@ -94,10 +94,9 @@ fn conformance_suite() {
 
     // The audit image (ss and lynis inside a device of its own) takes the
     // longest, nearly all of it guest CPU on one vCPU: it starts first, in
-    // its own thread, and runs beside the device under test and the lab. HEARTH_AUDIT=0 leaves
-    // it out (the weakened run does); it says nothing about a device that
-    // HEARTH_DUT names.
-    let dut_given = std::env::var("HEARTH_DUT").is_ok_and(|d| !d.trim().is_empty());
+    // its own thread, and runs beside the device under test and the lab.
+    // HEARTH_AUDIT=0 leaves it out (the weakened run does); it says nothing
+    // about a device that HEARTH_DUT names.
     let audit = if std::env::var("HEARTH_AUDIT").as_deref() == Ok("0") {
         Err(format!("{}: HEARTH_AUDIT=0", audit::SKIPPED))
     } else if dut_given {
