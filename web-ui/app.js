@@ -207,28 +207,39 @@ async function settingsPage() {
     if (status === 200) event.target.reset();
   });
 
-  document.getElementById('updates-form').addEventListener('submit', async (event) => {
-    event.preventDefault();
+  // Both forms save the whole settings object, as the page shows it.
+  async function saveSettings(resultId) {
     const start = document.getElementById('window-start').value;
     const end = document.getElementById('window-end').value;
     const window = start === '' && end === '' ? null : { start_hour: Number(start), end_hour: Number(end) };
     const { status, data } = await api('PUT', '/api/settings', {
       automatic_updates: document.getElementById('automatic-updates').checked,
       maintenance_window: window,
+      fleet_plug_commands: document.getElementById('fleet-plug-commands').checked,
     });
-    show('updates-result', status === 200 ? 'Saved.' : errorText(data));
+    show(resultId, status === 200 ? 'Saved.' : errorText(data));
+  }
+  document.getElementById('updates-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    await saveSettings('updates-result');
+  });
+  document.getElementById('remote-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    await saveSettings('remote-result');
   });
 
   const { data: state } = await api('GET', '/api/state');
   for (const span of document.querySelectorAll('.min-length')) span.textContent = state.password_min_length;
   const { data: settings } = await api('GET', '/api/settings');
   document.getElementById('automatic-updates').checked = settings.automatic_updates;
+  document.getElementById('fleet-plug-commands').checked = settings.fleet_plug_commands;
   if (settings.maintenance_window) {
     document.getElementById('window-start').value = settings.maintenance_window.start_hour;
     document.getElementById('window-end').value = settings.maintenance_window.end_hour;
   }
   // Saving before the current setting is shown would save the page's default.
   document.getElementById('save-updates').disabled = false;
+  document.getElementById('save-remote').disabled = false;
 }
 
 const pages = { setup: setupPage, login: loginPage, dashboard: dashboardPage, settings: settingsPage };

@@ -4,6 +4,10 @@
 //!
 //! Every change to the credentials is made on a copy, written to the store,
 //! and only then swapped in: if the write fails, memory and disk still agree.
+//!
+//! Guessing is throttled per trusted browser or per address, never per
+//! account (`credentials::throttle`), and the throttle is saved before each
+//! secret is checked, so neither a restart nor a crash is a free reset.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -17,14 +21,15 @@ use credentials::hashing::HashParams;
 use credentials::policy::PasswordPolicy;
 use credentials::session::{NewSession, SessionConfig, SessionError, SessionInfo, Sessions};
 use credentials::setup_code::SetupCode;
-use credentials::throttle::{Throttle, ThrottleConfig, Throttled};
+use credentials::throttle::{Requester, Snapshot, Throttle, ThrottleConfig, Throttled};
+use credentials::trusted::{TrustedBrowsers, TrustedToken};
 use tokio::sync::Semaphore;
 
 use crate::persist::{Store, StoreError};
 
 const RECORD: &str = "credentials";
-/// The throttle's account key: the device has one owner account.
-const OWNER: &str = "owner";
+const THROTTLE_RECORD: &str = "throttle";
+const TRUSTED_RECORD: &str = "trusted-browsers";
 /// argon2id takes 19 MiB per computation; two at once bounds a login flood
 /// to under 40 MiB on the smallest Pi.
 const CONCURRENT_HASHES: usize = 2;
@@ -35,6 +40,7 @@ pub struct Access {
     credentials: Arc<Mutex<Credentials>>,
     sessions: Mutex<Sessions>,
     throttle: Mutex<Throttle>,
+    trusted: Mutex<TrustedBrowsers>,
     hashing: Arc<Semaphore>,
     policy: Arc<PasswordPolicy>,
     params: HashParams,
@@ -84,6 +90,22 @@ impl AccessError {
     }
 }
 
+/// Who is asking: the address, and the trusted-browser cookie if the
+/// browser sent one.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub addr: IpAddr,
+    pub trusted_cookie: Option<String>,
+}
+
+/// A successful claim or login: the session, and a trusted-browser cookie
+/// when the browser did not hold a valid one yet.
+#[derive(Debug)]
+pub struct Welcome {
+    pub session: NewSession,
+    pub trusted: Option<TrustedToken>,
+}
+
 /// What first boot prints on the console.
 #[derive(Debug)]
 pub struct FirstBoot {
@@ -123,11 +145,30 @@ impl Access {
     }
 
     pub fn new(store: Arc<Store>, credentials: Credentials, policy: PasswordPolicy) -> Access {
+        let now = Instant::now();
+        let throttle = match store.read_optional::<Snapshot>(THROTTLE_RECORD) {
+            Ok(Some(saved)) => Throttle::restore(ThrottleConfig::default(), saved, now),
+            Ok(None) => Throttle::new(ThrottleConfig::default(), now),
+            Err(error) => {
+                // Only hearthd writes it; a damaged file starts the throttle
+                // over with an empty burst, never with free guesses.
+                tracing::warn!(%error, "the saved throttle state is unreadable; starting it over");
+                Throttle::restore(ThrottleConfig::default(), Snapshot::default(), now)
+            }
+        };
+        let trusted = store
+            .read_optional::<TrustedBrowsers>(TRUSTED_RECORD)
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "the trusted browsers are unreadable; trusting none");
+                None
+            })
+            .unwrap_or_default();
         Access {
             store,
             credentials: Arc::new(Mutex::new(credentials)),
             sessions: Mutex::new(Sessions::new(SessionConfig::default())),
-            throttle: Mutex::new(Throttle::new(ThrottleConfig::default(), Instant::now())),
+            throttle: Mutex::new(throttle),
+            trusted: Mutex::new(trusted),
             hashing: Arc::new(Semaphore::new(CONCURRENT_HASHES)),
             policy: Arc::new(policy),
             params: HashParams::default(),
@@ -147,17 +188,23 @@ impl Access {
     }
 
     /// The claim: setup code and a new password. Exactly one of any number
-    /// of concurrent claims wins; wrong codes count toward the throttle.
+    /// of concurrent claims wins; wrong codes count toward the throttle. On
+    /// a claimed device the answer costs nothing and counts nothing: there
+    /// is no code left to guess.
     pub async fn claim(
         &self,
-        client: IpAddr,
+        client: &Client,
         code: String,
         password: Password,
         confirmation: Password,
-    ) -> Result<NewSession, AccessError> {
+    ) -> Result<Welcome, AccessError> {
+        if self.status() == Status::Claimed {
+            return Err(AccessError::Claim(ClaimError::AlreadyClaimed));
+        }
         let (policy, params) = (self.policy.clone(), self.params);
+        let requester = self.requester(client);
         let outcome = self
-            .throttled(client, move |credentials| {
+            .throttled(&requester, move |credentials| {
                 let mut next = credentials.clone();
                 next.claim(
                     &code,
@@ -171,26 +218,26 @@ impl Access {
                 Ok(next)
             })
             .await;
-        self.log(client, &outcome, AuthEventKind::ClaimSucceeded, |reason| {
-            AuthEventKind::ClaimFailed { reason }
-        });
+        self.log(
+            client.addr,
+            &outcome,
+            AuthEventKind::ClaimSucceeded,
+            |reason| AuthEventKind::ClaimFailed { reason },
+        );
         outcome?;
-        self.new_session()
+        self.welcome(&requester)
     }
 
-    pub async fn login(
-        &self,
-        client: IpAddr,
-        password: Password,
-    ) -> Result<NewSession, AccessError> {
+    pub async fn login(&self, client: &Client, password: Password) -> Result<Welcome, AccessError> {
         match self.status() {
             Status::Unclaimed => return Err(AccessError::NotSetUp),
             Status::Broken => return Err(self.broken()),
             Status::Claimed => {}
         }
         let params = self.params;
+        let requester = self.requester(client);
         let outcome = self
-            .throttled(client, move |credentials| {
+            .throttled(&requester, move |credentials| {
                 let mut next = credentials.clone();
                 // A re-hash with stronger parameters changes `next`; `throttled` stores it.
                 let _rehashed = next
@@ -199,39 +246,100 @@ impl Access {
                 Ok(next)
             })
             .await;
-        self.log(client, &outcome, AuthEventKind::LoginSucceeded, |reason| {
-            AuthEventKind::LoginFailed { reason }
-        });
+        self.log(
+            client.addr,
+            &outcome,
+            AuthEventKind::LoginSucceeded,
+            |reason| AuthEventKind::LoginFailed { reason },
+        );
         outcome?;
-        self.new_session()
+        self.welcome(&requester)
     }
 
     /// Changing the password needs the current one, and ends every other
-    /// session.
+    /// session and every other browser's trust.
     pub async fn change_password(
         &self,
-        client: IpAddr,
+        client: &Client,
         session: &SessionInfo,
         current: Password,
         new: Password,
         confirmation: Password,
     ) -> Result<(), AccessError> {
         let (policy, params) = (self.policy.clone(), self.params);
+        let requester = self.requester(client);
         let outcome = self
-            .throttled(client, move |credentials| {
+            .throttled(&requester, move |credentials| {
                 let mut next = credentials.clone();
                 next.change_password(&current, &new, &confirmation, &policy, &params, unix_now())
                     .map_err(AccessError::Change)?;
                 Ok(next)
             })
             .await;
-        self.log(client, &outcome, AuthEventKind::PasswordChanged, |reason| {
-            AuthEventKind::PasswordChangeFailed { reason }
-        });
+        self.log(
+            client.addr,
+            &outcome,
+            AuthEventKind::PasswordChanged,
+            |reason| AuthEventKind::PasswordChangeFailed { reason },
+        );
         outcome?;
         lock(&self.sessions).revoke_all_except(&session.id);
-        tracing::info!(%client, "password changed; other sessions ended");
+        let keep = match &requester {
+            Requester::Trusted(id) => Some(id),
+            Requester::Anonymous(_) => None,
+        };
+        self.change_trusted(|trusted| trusted.forget_all_except(keep))?;
+        tracing::info!(client = %client.addr, "password changed; other sessions and trusted browsers ended");
         Ok(())
+    }
+
+    /// The requester a client's attempts count against: its trusted-browser
+    /// budget when it holds a valid cookie, else its address.
+    fn requester(&self, client: &Client) -> Requester {
+        client
+            .trusted_cookie
+            .as_deref()
+            .and_then(|cookie| lock(&self.trusted).recognise(cookie, unix_now()))
+            .map_or(Requester::Anonymous(client.addr), Requester::Trusted)
+    }
+
+    /// A new session, and trust for a browser that has none yet.
+    fn welcome(&self, requester: &Requester) -> Result<Welcome, AccessError> {
+        let session = self.new_session()?;
+        let trusted = match requester {
+            Requester::Trusted(_) => None,
+            Requester::Anonymous(_) => {
+                let mut token = None;
+                self.change_trusted(|trusted| {
+                    token = trusted.trust(unix_now()).ok().map(|(token, _)| token);
+                })?;
+                token
+            }
+        };
+        Ok(Welcome { session, trusted })
+    }
+
+    /// Changes the trusted browsers, saved before the change takes effect.
+    fn change_trusted(&self, change: impl FnOnce(&mut TrustedBrowsers)) -> Result<(), AccessError> {
+        let mut current = lock(&self.trusted);
+        let mut next = current.clone();
+        change(&mut next);
+        self.store
+            .write(TRUSTED_RECORD, &next)
+            .map_err(AccessError::Store)?;
+        *current = next;
+        Ok(())
+    }
+
+    /// Saves the throttle; a failure is logged, not fatal: the attempt is
+    /// still counted in memory.
+    fn save_throttle(&self, throttle: &Throttle) {
+        if let Err(error) = self
+            .store
+            .write(THROTTLE_RECORD, &throttle.snapshot(Instant::now()))
+        {
+            tracing::warn!(%error, "could not save the throttle state");
+        }
     }
 
     /// The session of a request. Refuses before the claim, and when the
@@ -285,13 +393,20 @@ impl Access {
 
     /// Runs a credential change under the throttle, on the blocking pool
     /// (argon2id), and persists the result before it takes effect.
-    async fn throttled<F>(&self, client: IpAddr, change: F) -> Result<(), AccessError>
+    async fn throttled<F>(&self, requester: &Requester, change: F) -> Result<(), AccessError>
     where
         F: FnOnce(&Credentials) -> Result<Credentials, AccessError> + Send + 'static,
     {
-        let attempt = lock(&self.throttle)
-            .begin(Instant::now(), client, OWNER)
-            .map_err(AccessError::Throttled)?;
+        let attempt = {
+            let mut throttle = lock(&self.throttle);
+            let attempt = throttle
+                .begin(Instant::now(), requester)
+                .map_err(AccessError::Throttled)?;
+            // On disk before the secret is checked: a crash while it is
+            // checked still counts the attempt.
+            self.save_throttle(&throttle);
+            attempt
+        };
         let permit = self
             .hashing
             .clone()
@@ -320,7 +435,10 @@ impl Access {
         .unwrap_or_else(|e| Err(AccessError::Internal(e.to_string())));
         let mut throttle = lock(&self.throttle);
         match outcome {
-            Ok(()) => throttle.succeeded(attempt),
+            Ok(()) => {
+                throttle.succeeded(attempt);
+                self.save_throttle(&throttle);
+            }
             Err(_) => throttle.failed(attempt),
         }
         outcome

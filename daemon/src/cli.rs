@@ -40,7 +40,9 @@ pub enum Command {
 
 impl PartialEq for Layer {
     fn eq(&self, other: &Layer) -> bool {
-        self.path == other.path && self.required == other.required
+        self.path == other.path
+            && self.required == other.required
+            && self.per_device_only == other.per_device_only
     }
 }
 
@@ -79,7 +81,8 @@ impl Command {
             Command::Info { layers, json } => {
                 let config = Config::load(&layers)?;
                 let vendor = crate::load_vendor(&config)?;
-                crate::console::show(&crate::info(&vendor, json));
+                let marker = crate::development_keys(&config);
+                crate::console::show(&crate::info(&vendor, marker, json));
                 Ok(())
             }
             Command::CheckConfig(layers) => {

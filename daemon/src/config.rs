@@ -17,8 +17,21 @@ pub const SYSTEM_LAYERS: [&str; 3] = [
     "/usr/lib/hearth/hearth.toml",
     "/etc/hearth/hearth.toml",
     // Per-device values from the production line (device id, certificate
-    // paths), on the persistent partition.
+    // paths), on the persistent partition: only `PER_DEVICE_KEYS`.
     "/data/factory/hearth.toml",
+];
+
+/// What the factory layer may set: the values that differ per device.
+/// Everything else (trust anchors, servers, hooks, clock settings) is the
+/// image's, so writing the data partition cannot change what the device
+/// trusts. A development image (marked as trusting the development keys)
+/// may set anything there, which the test labs use.
+pub const PER_DEVICE_KEYS: [&str; 5] = [
+    "fleet.device_id",
+    "fleet.cert_file",
+    "fleet.key_file",
+    "fleet.csr_file",
+    "credentials.factory_setup_code",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -71,22 +84,28 @@ pub struct WebConfig {
     pub listen: Vec<SocketAddr>,
 }
 
-/// One configuration file: where it is, and whether it must exist.
+/// One configuration file: where it is, whether it must exist, and
+/// whether it may hold only [`PER_DEVICE_KEYS`].
 #[derive(Debug, Clone)]
 pub struct Layer {
     pub path: PathBuf,
     pub required: bool,
+    pub per_device_only: bool,
 }
 
 impl Layer {
-    /// The system layers: the shipped defaults must exist, overrides need not.
+    /// The system layers: the shipped defaults must exist, overrides need
+    /// not; the factory layer is limited to per-device keys unless the
+    /// image is a marked development image.
     pub fn system() -> Vec<Layer> {
+        let development = Path::new(crate::update::DEVELOPMENT_KEYS_MARKER).exists();
         SYSTEM_LAYERS
             .iter()
             .enumerate()
             .map(|(i, path)| Layer {
                 path: path.into(),
                 required: i == 0,
+                per_device_only: i == SYSTEM_LAYERS.len() - 1 && !development,
             })
             .collect()
     }
@@ -96,6 +115,7 @@ impl Layer {
         Layer {
             path: path.into(),
             required: true,
+            per_device_only: false,
         }
     }
 }
@@ -147,6 +167,22 @@ impl Config {
                         path: layer.path.clone(),
                         message: e.to_string().trim_end().replace('\n', " "),
                     })?;
+            if layer.per_device_only
+                && let Some(key) = dotted_keys(&table)
+                    .into_iter()
+                    .find(|key| !PER_DEVICE_KEYS.contains(&key.as_str()))
+            {
+                return Err(ConfigError::Value {
+                    files: vec![layer.path.clone()],
+                    key,
+                    message: format!(
+                        "the factory file may set only per-device values ({}); everything else \
+                         belongs in the image's /etc/hearth/hearth.toml. Remove the key from the \
+                         factory file",
+                        PER_DEVICE_KEYS.join(", ")
+                    ),
+                });
+            }
             merge(&mut merged, table, "", &layer.path, &mut origin);
             read_any.push(layer.path.clone());
         }
@@ -225,6 +261,20 @@ impl Origin {
     }
 }
 
+/// Every leaf key of `table`, dotted (`fleet.device_id`).
+fn dotted_keys(table: &toml::Table) -> Vec<String> {
+    table
+        .iter()
+        .flat_map(|(key, value)| match value {
+            toml::Value::Table(inner) => dotted_keys(inner)
+                .into_iter()
+                .map(|leaf| format!("{key}.{leaf}"))
+                .collect(),
+            _ => vec![key.clone()],
+        })
+        .collect()
+}
+
 fn merge(
     into: &mut toml::Table,
     from: toml::Table,
@@ -282,6 +332,37 @@ vendor_file = "/usr/lib/hearth/vendor.toml"
 [web]
 listen = ["0.0.0.0:443"]
 "#;
+
+    #[test]
+    fn the_factory_file_may_set_per_device_values_only() {
+        let factory = |text: &str| {
+            let (dir, mut layers) = layers(&[("defaults.toml", DEFAULTS), ("factory.toml", text)]);
+            layers[1].per_device_only = true;
+            (dir, Config::load(&layers))
+        };
+        let (_dir, ok) = factory("[credentials]\nfactory_setup_code = \"/data/factory/code\"\n");
+        assert!(ok.is_ok(), "{ok:?}");
+        // The attack: a writable partition that changes what the device trusts.
+        for (text, key) in [
+            (
+                "[update]\nroot_file = \"/data/evil.pem\"\nca_file = \"/data/ca.pem\"\n",
+                "update.",
+            ),
+            (
+                "[update]\nhealth_hook = \"/data/run-me\"\n",
+                "update.health_hook",
+            ),
+            ("data_dir = \"/tmp\"\n", "data_dir"),
+        ] {
+            let (_dir, refused) = factory(text);
+            let error = refused.expect_err(text).to_string();
+            assert!(
+                error.contains("factory.toml: key `") && error.contains(key),
+                "{error}"
+            );
+            assert!(error.contains("only per-device values"), "{error}");
+        }
+    }
 
     #[test]
     fn an_override_changes_only_the_keys_it_names() {
@@ -345,6 +426,7 @@ listen = ["0.0.0.0:443"]
         layers.push(Layer {
             path: dir.path().join("absent.toml"),
             required: false,
+            per_device_only: true,
         });
         assert!(Config::load(&layers).is_ok());
         layers.push(Layer::explicit(dir.path().join("absent.toml")));

@@ -1,8 +1,9 @@
 //! What the owner reads on the device's own console (serial or HDMI).
 //!
 //! Only someone with the device in hand sees the console, so this is where
-//! the certificate fingerprint (and later the setup code) is shown. The
-//! systemd unit sends standard output to journal+console.
+//! the certificate fingerprint and the setup code are shown. The systemd
+//! unit connects standard output to the console only (`StandardOutput=tty`),
+//! never the journal: log lines go to standard error and hold no secret.
 
 use std::io::Write;
 

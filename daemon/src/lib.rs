@@ -9,6 +9,7 @@ pub mod access;
 pub mod board;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod console;
 pub mod fleet;
 pub mod identity;
@@ -174,6 +175,7 @@ fn serve(config: &Config) -> Result<Ended, Error> {
         updates,
         fleet_enabled: config.fleet.is_some(),
         data_dir: config.data_dir.clone(),
+        development_keys: development_keys(config),
     });
     banner(&state, first_boot.as_ref());
     let reset_button = reset_button(config);
@@ -305,11 +307,18 @@ pub fn load_vendor(config: &Config) -> Result<disclosure::VendorFile, Error> {
 
 /// What `hearthd info` prints: the same facts as security.txt, the
 /// security page and the console banner, from the same vendor file.
-pub fn info(vendor: &disclosure::VendorFile, json: bool) -> String {
+pub fn info(
+    vendor: &disclosure::VendorFile,
+    development_keys: Option<String>,
+    json: bool,
+) -> String {
     let today = time::OffsetDateTime::now_utc().date();
     if json {
-        return vendor.device_info(FIRMWARE_VERSION, today).to_json();
+        let mut info = vendor.device_info(FIRMWARE_VERSION, today);
+        info.development_keys = development_keys;
+        return info.to_json();
     }
+    let warning = development_keys.map(|marker| format!("WARNING:            {marker}"));
     let support = vendor.support_status(today);
     let d = &vendor.disclosure;
     [
@@ -336,7 +345,22 @@ pub fn info(vendor: &disclosure::VendorFile, json: bool) -> String {
         format!("Acknowledgement:    {}", d.acknowledgement),
         format!("Status updates:     {}", d.status_updates),
     ]
+    .into_iter()
+    .chain(warning)
+    .collect::<Vec<_>>()
     .join("\n")
+}
+
+/// The development-image marker's sentence, if this image has one.
+pub fn development_keys(config: &Config) -> Option<String> {
+    let marker = config
+        .update
+        .as_ref()
+        .map(|update| update.development_keys_marker.as_path())?;
+    std::fs::read_to_string(marker)
+        .ok()
+        .map(|text| text.trim().to_owned())
+        .filter(|text| !text.is_empty())
 }
 
 /// The console banner: what the device is, whom to tell about a security
@@ -360,6 +384,9 @@ fn banner(state: &web::AppState, first_boot: Option<&access::FirstBoot>) {
         support.headline(),
         vendor.disclosure.contacts.join(", ")
     ));
+    if let Some(marker) = &state.development_keys {
+        console::show(&format!("hearthd: WARNING: {marker}"));
+    }
     if let Some(first_boot) = first_boot {
         console::show(&format!(
             "hearthd: SETUP CODE {}",

@@ -1,6 +1,7 @@
 //! The owner's settings. Automatic updates are on unless the owner turns
-//! them off (EN 303 645 5.3-4, 5.3-6). A damaged record falls back to these
-//! defaults, which are the safe choice.
+//! them off (EN 303 645 5.3-4, 5.3-6); plug commands from the vendor's
+//! fleet service are off until the owner turns them on. A damaged record
+//! falls back to these defaults, which are the safe choice.
 
 use std::sync::Arc;
 
@@ -15,6 +16,10 @@ pub struct Settings {
     /// When the device may restart to finish an update (UTC hours);
     /// `None`: at once. Security updates wait at most the vendor's limit.
     pub maintenance_window: Option<crate::update::policy::Window>,
+    /// Whether commands on the MQTT command topic may switch the plug.
+    /// Off by default: whoever controls the broker would otherwise control
+    /// the owner's appliance.
+    pub fleet_plug_commands: bool,
 }
 
 impl Default for Settings {
@@ -22,6 +27,7 @@ impl Default for Settings {
         Settings {
             automatic_updates: true,
             maintenance_window: None,
+            fleet_plug_commands: false,
         }
     }
 }

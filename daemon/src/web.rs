@@ -16,7 +16,8 @@ use axum::response::{Html, IntoResponse, Json, Redirect, Response};
 use axum::routing::{get, post, put};
 use credentials::Password;
 use credentials::claim::{ChangeError, ClaimError, Status};
-use credentials::session::{COOKIE_NAME, NewSession, SessionConfig, SessionError, SessionInfo};
+use credentials::session::{COOKIE_NAME, SessionConfig, SessionError, SessionInfo};
+use credentials::trusted::TRUSTED_COOKIE_NAME;
 use disclosure::VendorFile;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -24,19 +25,18 @@ use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::access::{Access, AccessError};
+use crate::access::{Access, AccessError, Client, Welcome};
+use crate::connections::{self, Acceptor, Admitted, Connections, SlotHandle};
 use crate::plug::Plug;
 use crate::settings::{Settings, SettingsStore};
 
-/// Connections served at once; more wait in the kernel's backlog. Bounds
-/// memory on a small device under a connection flood.
-const MAX_CONNECTIONS: usize = 64;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// hyper's own header timeout; the whole-request deadline of
+/// `connections` is the one that counts.
+const HEADER_TIMEOUT: Duration = connections::REQUEST_DEADLINE;
 /// How long open connections get to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -55,6 +55,10 @@ pub struct AppState {
     pub fleet_enabled: bool,
     /// The state store's directory (the health check looks at it).
     pub data_dir: std::path::PathBuf,
+    /// The development-image marker's sentence, when this image trusts the
+    /// Hearth development keys (shown on the security page, the console
+    /// and in the MQTT device info).
+    pub development_keys: Option<String>,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -87,6 +91,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/api", api)
         .with_state(state)
         .layer(axum::middleware::from_fn(same_origin))
+        .layer(axum::middleware::from_fn(whole_request))
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -129,8 +134,17 @@ async fn login_page(State(state): Shared) -> Response {
 }
 
 async fn security_page(State(state): Shared) -> Html<String> {
-    let section =
+    let mut section =
         disclosure::security_page::html_section(&state.vendor, &state.firmware_version, today());
+    if let Some(marker) = &state.development_keys {
+        section.insert_str(
+            0,
+            &format!(
+                "<p class=\"error\" id=\"development-keys\" role=\"alert\">{}</p>\n",
+                disclosure::security_page::escape(marker)
+            ),
+        );
+    }
     Html(include_str!("../../web-ui/security.html").replace("<!--SECURITY-SECTION-->", &section))
 }
 
@@ -242,12 +256,15 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     }
 }
 
-/// The session cookie, read from the request.
-struct CookieJar(Option<String>);
+/// The session and trusted-browser cookies, read from the request.
+struct CookieJar {
+    session: Option<String>,
+    trusted: Option<String>,
+}
 
 impl CookieJar {
     fn session(&self) -> Option<&str> {
-        self.0.as_deref()
+        self.session.as_deref()
     }
 }
 
@@ -255,16 +272,38 @@ impl<S: Send + Sync> FromRequestParts<S> for CookieJar {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == COOKIE_NAME)
-            .map(|(_, token)| token.to_owned());
-        Ok(CookieJar(token))
+        let cookie = |wanted: &str| {
+            parts
+                .headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|value| value.split(';'))
+                .filter_map(|pair| pair.trim().split_once('='))
+                .find(|(name, _)| *name == wanted)
+                .map(|(_, value)| value.to_owned())
+        };
+        Ok(CookieJar {
+            session: cookie(COOKIE_NAME),
+            trusted: cookie(TRUSTED_COOKIE_NAME),
+        })
+    }
+}
+
+/// Who sent a request, for the throttle: the address and, when present,
+/// the trusted-browser cookie.
+struct Requester(Client);
+
+impl<S: Send + Sync> FromRequestParts<S> for Requester {
+    type Rejection = StatusCode;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let ClientAddr(addr) = ClientAddr::from_request_parts(parts, state).await?;
+        let Ok(jar) = CookieJar::from_request_parts(parts, state).await;
+        Ok(Requester(Client {
+            addr,
+            trusted_cookie: jar.trusted,
+        }))
     }
 }
 
@@ -311,17 +350,20 @@ impl FromRequestParts<Arc<AppState>> for Owner {
             )
         };
         let session = state.access.session(jar.session(), csrf)?;
-        let token = jar.0.unwrap_or_default();
+        let token = jar.session.unwrap_or_default();
         Ok(Owner { session, token })
     }
 }
 
-fn with_session(status: StatusCode, session: &NewSession, config: &SessionConfig) -> Response {
-    let cookie = session.token.set_cookie(config);
+fn with_session(status: StatusCode, welcome: &Welcome, config: &SessionConfig) -> Response {
+    let session = &welcome.session;
     let mut response =
         (status, Json(json!({ "csrf_token": session.csrf.as_str() }))).into_response();
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
+    let trusted = welcome.trusted.as_ref().map(|t| t.set_cookie());
+    for cookie in std::iter::once(session.token.set_cookie(config)).chain(trusted) {
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
     }
     response
 }
@@ -354,13 +396,13 @@ struct SetupRequest {
 
 async fn api_setup(
     State(state): Shared,
-    ClientAddr(client): ClientAddr,
+    Requester(client): Requester,
     Body(request): Body<SetupRequest>,
 ) -> Result<Response, ApiError> {
-    let session = state
+    let welcome = state
         .access
         .claim(
-            client,
+            &client,
             request.setup_code,
             Password::new(request.password),
             Password::new(request.password_confirm),
@@ -368,7 +410,7 @@ async fn api_setup(
         .await?;
     Ok(with_session(
         StatusCode::CREATED,
-        &session,
+        &welcome,
         &state.access.session_config(),
     ))
 }
@@ -381,16 +423,16 @@ struct LoginRequest {
 
 async fn api_login(
     State(state): Shared,
-    ClientAddr(client): ClientAddr,
+    Requester(client): Requester,
     Body(request): Body<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let session = state
+    let welcome = state
         .access
-        .login(client, Password::new(request.password))
+        .login(&client, Password::new(request.password))
         .await?;
     Ok(with_session(
         StatusCode::OK,
-        &session,
+        &welcome,
         &state.access.session_config(),
     ))
 }
@@ -472,14 +514,14 @@ struct PasswordRequest {
 
 async fn api_password(
     State(state): Shared,
-    ClientAddr(client): ClientAddr,
+    Requester(client): Requester,
     owner: Owner,
     Body(request): Body<PasswordRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     state
         .access
         .change_password(
-            client,
+            &client,
             &owner.session,
             Password::new(request.current_password),
             Password::new(request.password),
@@ -588,6 +630,37 @@ async fn api_put_settings(
     Ok(Json(settings))
 }
 
+/// Reads the whole body (at most `MAX_BODY`) before any handler runs, so a
+/// connection counts as busy only once its request is complete, and a
+/// slow or oversized body costs the sender, not the device.
+async fn whole_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let slot = request.extensions().get::<SlotHandle>().cloned();
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, connections::MAX_BODY).await {
+        Ok(body) => body,
+        Err(_) => {
+            let body = json!({
+                "error": "too_large",
+                "message": format!(
+                    "The request body is larger than {} bytes or was cut off. Send the JSON body that api.yaml describes.",
+                    connections::MAX_BODY
+                ),
+            });
+            return (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response();
+        }
+    };
+    if let Some(slot) = &slot {
+        slot.busy();
+    }
+    let response = next
+        .run(axum::extract::Request::from_parts(parts, body.into()))
+        .await;
+    if let Some(slot) = &slot {
+        slot.idle();
+    }
+    response
+}
+
 /// A state-changing request must come from the device's own pages: when the
 /// browser says where it comes from (`Origin`), that must be this host.
 async fn same_origin(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
@@ -633,7 +706,8 @@ async fn security_headers(mut response: Response) -> Response {
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown` turns true, then
-/// gives open connections a moment to finish.
+/// gives open connections a moment to finish. The slots, deadlines and
+/// limits are `connections`'.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -641,46 +715,51 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let graceful = GracefulShutdown::new();
+    let (_accepting, mut admitted) = match Acceptor::start(listener, Connections::new()) {
+        Ok(started) => started,
+        Err(error) => return tracing::error!(%error, "cannot start accepting connections"),
+    };
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            break;
-        };
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off, don't spin.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
+        let Admitted {
+            stream: tcp,
+            peer,
+            slot,
+        } = tokio::select! {
+            admitted = admitted.recv() => match admitted {
+                Some(admitted) => admitted,
+                None => break,
             },
             () = stopped(&mut shutdown) => break,
         };
         let acceptor = acceptor.clone();
+        let handle = slot.handle();
         let app = app
             .clone()
             .map_request(move |mut request: axum::extract::Request<_>| {
                 request.extensions_mut().insert(ClientAddr(peer.ip()));
+                request.extensions_mut().insert(handle.clone());
                 request
             });
         let service = TowerToHyperService::new(app);
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _permit = permit;
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
-                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            let serve = async {
+                let tls = match acceptor.accept(tcp).await {
+                    Ok(tls) => tls,
+                    Err(error) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
+                };
+                let mut http = hyper::server::conn::http1::Builder::new();
+                http.timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT);
+                let connection = http.serve_connection(TokioIo::new(tls), service);
+                if let Err(error) = watcher.watch(connection).await {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
             };
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            let connection = http.serve_connection(TokioIo::new(tls), service);
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
+            tokio::select! {
+                () = serve => {}
+                ended = slot.ended() => tracing::debug!(%peer, ?ended, "connection closed early"),
             }
         });
     }

@@ -75,7 +75,7 @@ fn hydra_finds_nothing_the_backoff_engages_memory_stays_bounded_and_the_owner_ge
     });
     let claimed = post(addr, "/api/setup", &body.to_string());
     assert_eq!(claimed.status, 201, "{}", claimed.body);
-    let pid = pid_of(&daemon);
+    let pid = support::pid_of(&daemon);
     let work = tempfile::tempdir().expect("temp dir");
 
     // Control: the same hydra command line finds the password when it is in
@@ -241,23 +241,6 @@ fn run_hydra(dir: &Path, port: u16, words: &Path, limit: Duration) -> HydraRun {
         finished,
         elapsed: started.elapsed(),
     }
-}
-
-/// The hearthd process of `daemon`: the one started with its host layer.
-fn pid_of(daemon: &Daemon) -> u32 {
-    let host_layer = daemon.data_dir().with_file_name("host.toml");
-    let host_layer = host_layer.to_str().expect("UTF-8 temp path");
-    fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-                cmdline
-                    .split(|&b| b == 0)
-                    .any(|arg| arg == host_layer.as_bytes())
-            })
-        })
-        .expect("the hearthd process")
 }
 
 /// Peak resident set size of a process, KiB.

@@ -83,11 +83,23 @@ fn fifty_concurrent_wrong_codes_fail_and_the_right_code_wins_once() {
     let code = ready.setup_code.clone().expect("setup code");
     let addr = ready.addr;
 
-    let wrong: Vec<_> = (0..50)
+    // Fifty clients (one address each: a single address may hold only a
+    // few connections at once).
+    let wrong: Vec<_> = (0..50u8)
         .map(|i| {
             std::thread::spawn(move || {
                 let guess = format!("{:0>10}", format!("ABCD{i}")).replace('0', "Z");
-                post(addr, "/api/setup", &[], &setup_body(&guess, PASSWORD)).status
+                let client = std::net::IpAddr::from([127, 0, 3, 1 + i]);
+                system_tests::https::request_from(
+                    client,
+                    addr,
+                    "POST",
+                    "/api/setup",
+                    &[],
+                    Some(&setup_body(&guess, PASSWORD)),
+                )
+                .expect("an answer")
+                .status
             })
         })
         .collect();

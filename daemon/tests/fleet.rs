@@ -213,7 +213,26 @@ fn plug_commands_are_refused_before_the_claim_and_switch_the_plug_after_it() {
     let after_claim = status.wait(LONG, |m| m.json()["claimed"] == true);
     assert!(after_claim.is_some(), "the status shows the claim");
 
-    // Claimed: the command goes through Plug::switch.
+    // Claimed, but the owner has not allowed the fleet to switch the plug:
+    // whoever holds the broker must not control the owner's appliance.
+    let reply = command(r#"{"command":"plug","on":true,"id":"c1b"}"#, false);
+    assert_eq!(reply["last_error"]["code"], "not_allowed", "{reply}");
+    assert_eq!(reply["plug"]["on"], false, "{reply}");
+    let csrf = claimed.json()["csrf_token"]
+        .as_str()
+        .expect("csrf")
+        .to_owned();
+    let allowed = https(
+        addr,
+        "PUT",
+        "/api/settings",
+        &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)],
+        Some(r#"{"automatic_updates":true,"maintenance_window":null,"fleet_plug_commands":true}"#),
+    );
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+
+    // Allowed: the command goes through Plug::switch.
+    let first_allowed = std::time::Instant::now();
     let reply = command(r#"{"command":"plug","on":true,"id":"c2"}"#, false);
     assert_eq!(reply["plug"]["on"], true, "{reply}");
     assert!(dashboard_plug(addr, &cookie), "the owner sees the plug on");
@@ -239,11 +258,23 @@ fn plug_commands_are_refused_before_the_claim_and_switch_the_plug_after_it() {
     assert_eq!(reply["plug"]["on"], false, "{reply}");
     assert!(!dashboard_plug(addr, &cookie));
 
+    // A burst of switching is cut off: ten at once, then one per 6 s.
+    let mut carried_out = 2;
+    let refused = loop {
+        let reply = command(r#"{"command":"plug","on":false}"#, false);
+        if reply["last_error"]["code"] == "too_frequent" {
+            break reply;
+        }
+        carried_out += 1;
+        let allowed = 10 + first_allowed.elapsed().as_secs() / 6;
+        assert!(
+            carried_out <= allowed,
+            "{carried_out} plug commands carried out: {reply}"
+        );
+    };
+    assert!(carried_out >= 10, "refused after {carried_out}: {refused}");
+
     // A switch on the web reaches the status topic too.
-    let csrf = claimed.json()["csrf_token"]
-        .as_str()
-        .expect("csrf")
-        .to_owned();
     let before = status.count();
     let switched = https(
         addr,

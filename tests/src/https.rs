@@ -7,7 +7,7 @@
 //! that the fingerprint equals the console's.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,13 +31,18 @@ pub struct Response {
 impl Response {
     /// `name=value` of the session cookie this answer sets, if any.
     pub fn session_cookie(&self) -> Option<String> {
+        self.cookie("__Host-hearth_session")
+    }
+
+    /// `name=value` of the cookie called `name` that this answer sets.
+    pub fn cookie(&self, name: &str) -> Option<String> {
         self.raw_headers
             .lines()
             .filter_map(|line| {
                 line.strip_prefix("set-cookie: ")
                     .or_else(|| line.strip_prefix("Set-Cookie: "))
             })
-            .find(|cookie| cookie.starts_with("__Host-hearth_session="))
+            .find(|cookie| cookie.starts_with(&format!("{name}=")))
             .and_then(|cookie| cookie.split(';').next())
             .map(str::to_owned)
     }
@@ -67,6 +72,109 @@ pub fn request(
     headers: &[(&str, &str)],
     json_body: Option<&str>,
 ) -> Result<Response, String> {
+    let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    exchange(sock, addr, method, path, headers, json_body)
+}
+
+/// The same request sent from `source`, another loopback address such as
+/// 127.0.0.7: tests use them as different clients on the owner's network.
+pub fn request_from(
+    source: IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    json_body: Option<&str>,
+) -> Result<Response, String> {
+    exchange(
+        connect_from(source, addr, Duration::from_secs(10))?,
+        addr,
+        method,
+        path,
+        headers,
+        json_body,
+    )
+}
+
+/// `request_from` that gives up after `limit` (connect, send and read
+/// each), for tests that time the device's answers.
+pub fn request_within(
+    source: IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    json_body: Option<&str>,
+    limit: Duration,
+) -> Result<Response, String> {
+    let sock = connect_from(source, addr, limit)?;
+    sock.set_read_timeout(Some(limit))
+        .and_then(|()| sock.set_write_timeout(Some(limit)))
+        .map_err(|e| e.to_string())?;
+    exchange(sock, addr, method, path, headers, json_body)
+}
+
+/// A TCP connection to `addr` whose local address is `source` (std cannot
+/// bind before it connects), given up after `limit`.
+pub fn connect_from(
+    source: IpAddr,
+    addr: SocketAddr,
+    limit: Duration,
+) -> Result<TcpStream, String> {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrStorage, bind, connect, setsockopt, socket,
+        sockopt,
+    };
+    let family = match source {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| format!("socket: {e}"))?;
+    use std::os::fd::AsRawFd;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrStorage::from(SocketAddr::new(source, 0)),
+    )
+    .map_err(|e| format!("bind {source}: {e}"))?;
+    // Linux bounds a blocking connect() by the send timeout.
+    let timeout = nix::sys::time::TimeVal::new(
+        i64::try_from(limit.as_secs()).unwrap_or(i64::MAX),
+        i64::from(limit.subsec_micros()),
+    );
+    setsockopt(&fd, sockopt::SendTimeout, &timeout).map_err(|e| format!("timeout: {e}"))?;
+    connect(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|e| match e {
+        nix::errno::Errno::EINPROGRESS => {
+            format!("connect {source} -> {addr}: no answer within {limit:?}")
+        }
+        e => format!("connect {source} -> {addr}: {e}"),
+    })?;
+    Ok(TcpStream::from(fd))
+}
+
+/// A TLS client configuration that accepts any server certificate (and
+/// checks the handshake signature): for tests that open many connections
+/// to the device and do not need its fingerprint.
+pub fn accepting_client_config() -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3 with ring")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Recorder::default()))
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+fn exchange(
+    sock: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    json_body: Option<&str>,
+) -> Result<Response, String> {
     let verifier = Arc::new(Recorder::default());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -77,12 +185,13 @@ pub fn request(
         .with_no_client_auth();
     let name = ServerName::try_from("hearth.local").map_err(|e| e.to_string())?;
     let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
-    let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-        .map_err(|e| format!("connect to {addr}: {e}"))?;
-    sock.set_read_timeout(Some(Duration::from_secs(60)))
-        .map_err(|e| e.to_string())?;
-    sock.set_write_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
+    // Callers that set their own limits keep them.
+    if sock.read_timeout().ok().flatten().is_none() {
+        sock.set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(|e| e.to_string())?;
+        sock.set_write_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+    }
     let mut tls = rustls::StreamOwned::new(conn, sock);
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {

@@ -14,7 +14,8 @@
 //! | [`policy`] | NIST SP 800-63B-4 verifier rules: length 15 (8–128), NFKC, blocklist, context words, no composition rules | 5.1-1, 5.1-4 |
 //! | [`blocklist`] | the 100,000 most common passwords (SecLists, MIT), front-coded into the binary | NIST §3.1.1.2 |
 //! | [`hashing`] | argon2id PHC strings, OWASP defaults, `needs_rehash` | 5.1-3 |
-//! | [`throttle`] | per-address and per-account backoff, lockout window, global ceiling, bounded memory | 5.1-5 |
+//! | [`throttle`] | per-address backoff, lockout window, global ceiling with reserved slots, a budget per trusted browser, bounded memory, saved across restarts | 5.1-5 |
+//! | [`trusted`] | trusted-browser cookies (OWASP device cookies): the owner's browsers are not held up by an attacker's guessing | 5.1-5 |
 //! | [`session`] | 256-bit tokens stored as hashes, idle/absolute timeouts, CSRF, revoke others | 5.1-3 |
 //! | [`claim`] | `Unclaimed → Claimed`, change password, factory reset, fail-closed `Broken`, persisted record, log events | 5.1-1, 5.1-4 |
 //!
@@ -26,9 +27,12 @@
 //!            print code.grouped() and code.qr(..) on the console only.
 //!            record present → Credentials::load(bytes) (never fails; may be Broken)
 //!            record absent on an initialised store → Credentials::missing()
-//! request:   throttle.begin(now, client_ip, "owner")  → Err(Throttled): 429 + Retry-After
+//! request:   requester = trusted.recognise(cookie) or the client's address
+//!            throttle.begin(now, &requester)  → Err(Throttled): 429 + Retry-After
+//!            save throttle.snapshot(now) before the secret is checked
 //!            spawn_blocking(|| { let _permit = …; creds.lock().verify_login(..) })
 //!            Ok  → throttle.succeeded(attempt); sessions.create(now); Set-Cookie
+//!                  (and trusted.trust(now) for a browser not yet trusted)
 //!            Err → throttle.failed(attempt); log AuthEvent
 //! change:    sessions.validate_with_csrf(..) → creds.change_password(..)
 //!            → sessions.revoke_all_except(&info.id) → persist
@@ -97,9 +101,9 @@
 //!   permanently, as NIST and the issue require, so this is a trade-off, not
 //!   a bug. NIST's "disable after 100 failures" is deliberately not
 //!   implemented for the same reason.
-//! - Throttle and sessions live in memory: a reboot resets failure counters
-//!   and logs everybody out. Rebooting a device takes physical access or a
-//!   login, and the boot itself takes longer than most backoff steps.
+//! - Sessions live in memory: a reboot logs everybody out. The throttle's
+//!   state is saved by the daemon ([`throttle::Snapshot`]), so neither a
+//!   crash nor a reboot resets an attacker's backoff.
 //! - The setup code is compared through argon2id; its 50 bits plus the
 //!   throttle (≈ one guess per second globally after the burst) make online
 //!   guessing impracticable, but an attacker who reads the stored hash can
@@ -116,6 +120,7 @@ pub mod policy;
 pub mod session;
 pub mod setup_code;
 pub mod throttle;
+pub mod trusted;
 
 pub use claim::{
     AuthEvent, AuthEventKind, BrokenReason, ChangeError, ClaimError, CredentialRecord,
@@ -129,4 +134,5 @@ pub use session::{
     Sessions,
 };
 pub use setup_code::{QrStyle, SetupCode, SetupCodeError};
-pub use throttle::{Attempt, Scope, Throttle, ThrottleConfig, Throttled};
+pub use throttle::{Attempt, Requester, Scope, Throttle, ThrottleConfig, Throttled};
+pub use trusted::{TrustedBrowsers, TrustedId, TrustedToken};

@@ -282,7 +282,7 @@ fn csrf_for(token: &SessionToken) -> CsrfToken {
     CsrfToken(hex(&digest(CSRF_LABEL, token.expose())))
 }
 
-fn digest(label: &[u8], token: &str) -> [u8; 32] {
+pub(crate) fn digest(label: &[u8], token: &str) -> [u8; 32] {
     let mut ctx = Context::new(&SHA256);
     ctx.update(label);
     ctx.update(token.as_bytes());
@@ -291,7 +291,7 @@ fn digest(label: &[u8], token: &str) -> [u8; 32] {
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -302,7 +302,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Unpadded base64url (RFC 4648 §5): cookie-safe.
-fn base64url(bytes: &[u8]) -> String {
+pub(crate) fn base64url(bytes: &[u8]) -> String {
     const ALPHA: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

@@ -25,6 +25,10 @@ pub struct DeviceInfo {
     pub firmware_version: String,
     pub support: SupportInfo,
     pub disclosure: DisclosureInfo,
+    /// Set only on an image built to trust the Hearth development keys:
+    /// its marker sentence ("never ship it"), so a fleet operator sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub development_keys: Option<String>,
 }
 
 /// The support period part of [`DeviceInfo`].
@@ -73,6 +77,7 @@ impl DeviceInfo {
                 acknowledgement: d.acknowledgement.clone(),
                 status_updates: d.status_updates.clone(),
             },
+            development_keys: None,
         }
     }
 

@@ -31,6 +31,11 @@ fn link(href: &str) -> String {
 }
 
 /// The fragment for firmware `firmware_version` on `today`.
+/// `s` escaped for HTML text, for the daemon's additions to the page.
+pub fn escape(s: &str) -> String {
+    h(s)
+}
+
 pub fn html_section(vendor: &VendorFile, firmware_version: &str, today: Date) -> String {
     let d = &vendor.disclosure;
     let p = &vendor.product;

@@ -50,6 +50,23 @@ pub enum KeyError {
     Document(#[from] Rejection),
 }
 
+/// The Hearth development keys (their private halves are published in the
+/// repository), one `<key id>  <name>` a line: the same list the Yocto
+/// layer's sanity check refuses a product build with.
+const DEVELOPMENT_KEYS: &str =
+    include_str!("../../../yocto-layer/meta-hearth/files/dev-keys/fingerprints");
+
+/// Whether `id` is one of the Hearth development keys, which anyone can
+/// sign with.
+pub fn is_development_key(id: &KeyId) -> bool {
+    let id = id.to_string();
+    DEVELOPMENT_KEYS
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_whitespace().next())
+        .any(|listed| listed == id)
+}
+
 /// The one key a device trusts: the public half of the offline root,
 /// shipped in the read-only root file system.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,6 +262,18 @@ mod tests {
 
     const DEV_ROOT_CERT: &str =
         include_str!("../../../yocto-layer/meta-hearth/files/dev-keys/hearth-dev-root.cert.pem");
+    const DEV_SIGNING_CERT: &str =
+        include_str!("../../../yocto-layer/meta-hearth/files/dev-keys/hearth-dev-signing.cert.pem");
+
+    #[test]
+    fn the_development_keys_are_known_by_fingerprint_and_a_new_key_is_not() {
+        for cert in [DEV_ROOT_CERT, DEV_SIGNING_CERT] {
+            let root = TrustedRoot::from_cert_pem(cert).unwrap();
+            assert!(is_development_key(&root.key_id()), "{}", root.key_id());
+        }
+        let (fresh, _) = SigningKey::generate().unwrap();
+        assert!(!is_development_key(&fresh.key_id()));
+    }
 
     #[test]
     fn the_certificate_walker_never_panics_on_truncated_or_altered_der() {

@@ -64,7 +64,9 @@ pub mod types;
 mod verify;
 
 pub use artifact::{ArtifactChecker, ArtifactError, CheckedReader, Fingerprint, Replay};
-pub use keys::{KeyError, SigningKey, TrustedRoot, public_key_from_pem, public_key_to_pem};
+pub use keys::{
+    KeyError, SigningKey, TrustedRoot, is_development_key, public_key_from_pem, public_key_to_pem,
+};
 pub use manifest::{
     Artifact, CertifiedKey, FORMAT, Keyring, MAX_MANIFEST_LEN, Manifest, Rollout, SignedKeyring,
     SignedManifest, Urgency,

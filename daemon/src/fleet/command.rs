@@ -12,6 +12,41 @@ use serde::Deserialize;
 /// parse megabytes.
 pub const MAX_COMMAND_BYTES: usize = 4096;
 
+/// Plug commands carried out per minute at most (a burst of this many,
+/// then one every `60 / PLUG_COMMANDS_PER_MINUTE` s): a relay is a
+/// mechanical part, and a flood of switching is an attack on the
+/// appliance behind it.
+pub const PLUG_COMMANDS_PER_MINUTE: u32 = 10;
+
+/// The rate limit of plug commands: a token bucket.
+#[derive(Debug)]
+pub struct PlugRate {
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl PlugRate {
+    pub fn new(now: std::time::Instant) -> PlugRate {
+        PlugRate {
+            tokens: f64::from(PLUG_COMMANDS_PER_MINUTE),
+            last: now,
+        }
+    }
+
+    /// Takes one command's token, or refuses.
+    pub fn take(&mut self, now: std::time::Instant) -> Result<(), Refusal> {
+        let per_second = f64::from(PLUG_COMMANDS_PER_MINUTE) / 60.0;
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * per_second;
+        self.tokens = (self.tokens + refill).min(f64::from(PLUG_COMMANDS_PER_MINUTE));
+        self.last = now;
+        if self.tokens < 1.0 {
+            return Err(Refusal::TooFrequent(PLUG_COMMANDS_PER_MINUTE));
+        }
+        self.tokens -= 1.0;
+        Ok(())
+    }
+}
+
 /// The longest sender-chosen id echoed back in the status.
 const MAX_ID_CHARS: usize = 64;
 
@@ -57,6 +92,13 @@ pub enum Refusal {
     )]
     NotSetUp,
     #[error(
+        "the owner has not allowed plug commands from the vendor's service; they can turn them on \
+         in the device's Settings page"
+    )]
+    NotAllowed,
+    #[error("too many plug commands; at most {0} a minute are carried out. Try again shortly.")]
+    TooFrequent(u32),
+    #[error(
         "the device's credentials are damaged; it accepts no commands until it is factory-reset"
     )]
     Broken,
@@ -74,6 +116,8 @@ impl Refusal {
             Refusal::MissingCommand => "missing_command",
             Refusal::BadPlugArgument => "bad_argument",
             Refusal::NotSetUp => "not_set_up",
+            Refusal::NotAllowed => "not_allowed",
+            Refusal::TooFrequent(_) => "too_frequent",
             Refusal::Broken => "broken",
             Refusal::Failed(_) => "failed",
         }
@@ -134,6 +178,22 @@ pub fn parse(payload: &[u8], retained: bool) -> Result<Command, (Option<String>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plug_commands_are_rate_limited_and_the_limit_refills() {
+        let t0 = std::time::Instant::now();
+        let mut rate = PlugRate::new(t0);
+        for _ in 0..PLUG_COMMANDS_PER_MINUTE {
+            assert!(rate.take(t0).is_ok());
+        }
+        assert_eq!(
+            rate.take(t0),
+            Err(Refusal::TooFrequent(PLUG_COMMANDS_PER_MINUTE))
+        );
+        let later = t0 + std::time::Duration::from_secs(6);
+        assert!(rate.take(later).is_ok(), "one more after 6 s");
+        assert!(rate.take(later).is_err());
+    }
 
     fn refusal(payload: &[u8]) -> Refusal {
         parse(payload, false).expect_err("refused").1

@@ -251,6 +251,7 @@ pub async fn run(config: FleetConfig, state: Arc<AppState>, mut shutdown: watch:
         last_error: None,
         published: None,
         connected: false,
+        plug_rate: command::PlugRate::new(std::time::Instant::now()),
     };
     let backoff = Backoff::new(
         Duration::from_secs_f64(config.reconnect_initial_secs),
@@ -398,6 +399,7 @@ struct Link {
     last_error: Option<LastError>,
     published: Option<Published>,
     connected: bool,
+    plug_rate: command::PlugRate,
 }
 
 impl Link {
@@ -442,10 +444,11 @@ impl Link {
                 tracing::warn!(%error, topic, "cannot queue an MQTT subscription");
             }
         }
-        let info = self.state.vendor.device_info(
+        let mut info = self.state.vendor.device_info(
             &self.state.firmware_version,
             time::OffsetDateTime::now_utc().date(),
         );
+        info.development_keys = self.state.development_keys.clone();
         self.publish_retained(&self.topics.info.clone(), info.to_json());
         if let Some(discovery) = self.topics.discovery.clone() {
             let payload = messages::discovery(&self.topics, &self.device_id, &info);
@@ -485,12 +488,23 @@ impl Link {
             }
         });
         let outcome = result.and_then(|command| match command.action {
-            Action::Plug { on } => match self.state.plug.switch(on) {
+            Action::Plug { .. } if !self.state.settings.get().fleet_plug_commands => {
+                Err((command.id, Refusal::NotAllowed))
+            }
+            Action::Plug { on } => match self
+                .plug_rate
+                .take(std::time::Instant::now())
+                .and_then(|()| {
+                    self.state
+                        .plug
+                        .switch(on)
+                        .map_err(|error| Refusal::Failed(error.to_string()))
+                }) {
                 Ok(_) => {
                     tracing::info!(on, command_id = ?command.id, "plug switched by an MQTT command");
                     Ok(())
                 }
-                Err(error) => Err((command.id, Refusal::Failed(error.to_string()))),
+                Err(refusal) => Err((command.id, refusal)),
             },
         });
         if let Err((command_id, refusal)) = outcome {

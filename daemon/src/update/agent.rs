@@ -367,6 +367,15 @@ impl Agent {
                         config.root_file.display()
                     )
                 })?;
+            if update_manifest::is_development_key(&root.key_id())
+                && !config.development_keys_marker.exists()
+            {
+                return Err(format!(
+                    "the release root {} is a Hearth development key, whose private half is                      public, and this image is not marked as a development image ({} is                      missing): updates stay off. Build the image with your own keys (README,                      section Keys)",
+                    config.root_file.display(),
+                    config.development_keys_marker.display()
+                ));
+            }
             let hwrevision = std::fs::read_to_string(&config.hwrevision_file)
                 .map_err(|e| format!("cannot read {}: {e}", config.hwrevision_file.display()))?;
             let fetcher = Fetcher::new(

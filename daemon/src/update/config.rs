@@ -14,6 +14,11 @@ pub struct UpdateConfig {
     /// The release root (X.509 certificate or public key, PEM) in the
     /// read-only image; the same certificate SWUpdate checks CMS with.
     pub root_file: PathBuf,
+    /// Present only in images built to trust the Hearth development keys
+    /// (`HEARTH_ALLOW_DEV_KEYS = "1"`); without it a development root is
+    /// refused. Its text is shown on the console and the security page.
+    #[serde(default = "default_development_keys_marker")]
+    pub development_keys_marker: PathBuf,
     /// `"<model> <revision>"`, the file SWUpdate reads too.
     #[serde(default = "default_hwrevision")]
     pub hwrevision_file: PathBuf,
@@ -118,6 +123,10 @@ fn default_postpone_max() -> u32 {
 fn default_reboot_notice() -> u64 {
     60
 }
+fn default_development_keys_marker() -> PathBuf {
+    PathBuf::from(crate::update::DEVELOPMENT_KEYS_MARKER)
+}
+
 fn default_reboot_request() -> PathBuf {
     "/run/hearthd/reboot-request".into()
 }
@@ -145,6 +154,7 @@ impl UpdateConfig {
             ("root_file", &self.root_file),
             ("ca_file", &self.ca_file),
             ("reboot_request_file", &self.reboot_request_file),
+            ("development_keys_marker", &self.development_keys_marker),
         ] {
             if !path.is_absolute() {
                 return fail(key, "expected an absolute path");

@@ -73,6 +73,10 @@ pub use slot::{Selection, Slot, SlotError};
 /// Size of one write into SWUpdate.
 const CHUNK: usize = 64 * 1024;
 
+/// Where an image built to trust the development keys says so (installed
+/// by the layer only when `HEARTH_ALLOW_DEV_KEYS = "1"`).
+pub const DEVELOPMENT_KEYS_MARKER: &str = "/etc/hearth/development-keys";
+
 /// Which read of the artifact [`install`] asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {

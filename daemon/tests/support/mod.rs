@@ -227,3 +227,20 @@ pub fn claim(addr: SocketAddr, code: &str, password: &str) -> Response {
         std::thread::sleep(Duration::from_secs(wait));
     }
 }
+
+/// The hearthd process of `daemon`: the one started with its host layer.
+pub fn pid_of(daemon: &Daemon) -> u32 {
+    let host_layer = daemon.data_dir().with_file_name("host.toml");
+    let host_layer = host_layer.to_str().expect("UTF-8 temp path");
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                cmdline
+                    .split(|&b| b == 0)
+                    .any(|arg| arg == host_layer.as_bytes())
+            })
+        })
+        .expect("the hearthd process")
+}
