@@ -12,7 +12,9 @@
 //! half-made store, and a `state/` directory whose marker is missing or
 //! damaged is an error, never "factory new". That is what keeps a damaged
 //! data partition from reopening first-boot setup. A factory reset removes
-//! `state/` as one rename.
+//! `state/` as one rename, after copying the records that describe the
+//! device rather than its owner ([`DEVICE_RECORDS`]: the anti-rollback and
+//! time floors) to `kept/`, from where the next new store starts.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -24,7 +26,13 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// Records a factory reset keeps: what the device has verified (its
+/// update floors), not what its owner set. Dropping them would let an
+/// older signed release install again after a reset.
+pub const DEVICE_RECORDS: &[&str] = &[crate::update::RECORD_NAME];
+
 const LIVE: &str = "state";
+const KEPT: &str = "kept";
 const STAGING: &str = "state.new";
 const DISCARDED: &str = "state.old";
 const MARKER: &str = "store-format";
@@ -88,6 +96,7 @@ impl Store {
         for leftover in [STAGING, DISCARDED] {
             remove_dir_if_present(&root.join(leftover)).map_err(io_err(&root))?;
         }
+        let kept = root.join(KEPT);
         if !live.exists() {
             let staging = root.join(STAGING);
             fs::DirBuilder::new()
@@ -100,9 +109,19 @@ impl Store {
                 new: true,
                 _lock: lock,
             };
+            // What a factory reset kept goes into the new store; `kept/` is
+            // removed once that store is committed.
+            for name in DEVICE_RECORDS {
+                if let Some(bytes) = read_if_present(&kept.join(name)).map_err(io_err(&kept))? {
+                    store.write_file(name, &bytes)?;
+                }
+            }
             store.write_file(MARKER, MARKER_CONTENT.as_bytes())?;
             return Ok(store);
         }
+        // A kept copy beside a live store is a leftover (the reset or the
+        // commit after it was interrupted at its very end).
+        remove_dir_if_present(&kept).map_err(io_err(&root))?;
         remove_stale_temp_files(&live).map_err(io_err(&live))?;
         let marker = live.join(MARKER);
         match fs::read_to_string(&marker) {
@@ -138,6 +157,10 @@ impl Store {
             source,
         })?;
         self.dir = live;
+        remove_dir_if_present(&self.root.join(KEPT)).map_err(|source| StoreError::Io {
+            path: self.root.join(KEPT),
+            source,
+        })?;
         Ok(())
     }
 
@@ -149,7 +172,18 @@ impl Store {
         };
         let _lock = lock(root)?;
         let live = root.join(LIVE);
+        let kept = root.join(KEPT);
         if live.exists() {
+            for name in DEVICE_RECORDS {
+                if let Some(bytes) = read_if_present(&live.join(name)).map_err(io_err)? {
+                    fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(&kept)
+                        .map_err(io_err)?;
+                    write_atomic(&kept, name, &bytes).map_err(io_err)?;
+                }
+            }
             fs::rename(&live, root.join(DISCARDED)).map_err(io_err)?;
             File::open(root)
                 .and_then(|dir| dir.sync_all())
@@ -362,6 +396,14 @@ fn lock(root: &Path) -> Result<Flock<File>, StoreError> {
     })
 }
 
+fn read_if_present(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn remove_dir_if_present(dir: &Path) -> io::Result<()> {
     match fs::remove_dir_all(dir) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -509,6 +551,35 @@ mod tests {
         ));
         drop(held);
         assert!(Store::open(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn erase_keeps_the_device_records_and_forgets_the_owner() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = committed(dir.path());
+        store.write("claim", &claim()).expect("write");
+        store
+            .write(crate::update::RECORD_NAME, &serde_json::json!({"floor": 7}))
+            .expect("write");
+        drop(store);
+        Store::erase(dir.path()).expect("erase");
+        let mut store = Store::open(dir.path()).expect("open");
+        assert!(store.is_new(), "the owner's device is factory-new again");
+        assert!(matches!(
+            store.read::<Claim>("claim"),
+            Err(StoreError::Missing { .. })
+        ));
+        let kept: serde_json::Value = store.read(crate::update::RECORD_NAME).expect("kept");
+        assert_eq!(kept["floor"], 7);
+        store.commit().expect("commit");
+        assert!(
+            !dir.path().join(KEPT).exists(),
+            "the kept copy is gone once committed"
+        );
+        drop(store);
+        let store = Store::open(dir.path()).expect("reopen");
+        let kept: serde_json::Value = store.read(crate::update::RECORD_NAME).expect("kept");
+        assert_eq!(kept["floor"], 7);
     }
 
     #[test]

@@ -439,12 +439,22 @@ impl Agent {
     /// RTC), and never earlier than the firmware's own build.
     fn trusted_now(&self) -> Option<Timestamp> {
         let synced = self.config.clock_has_rtc || self.config.time_sync_file.exists();
-        let now = Timestamp::now();
-        match self.build_floor {
-            Some(floor) if now < floor => None,
-            _ if synced => Some(now),
-            _ => None,
-        }
+        trusted_time(Timestamp::now(), synced, self.time_floor()).ok()
+    }
+
+    /// The earliest time the clock may say: the firmware's build, or the
+    /// newest signed time this device has verified.
+    fn time_floor(&self) -> Option<Timestamp> {
+        let seen = Timestamp::from_unix(self.records.get().time_floor).ok();
+        self.build_floor.max(seen)
+    }
+
+    /// Why the clock is not trusted, for the status.
+    fn clock_problem(&self) -> String {
+        let synced = self.config.clock_has_rtc || self.config.time_sync_file.exists();
+        trusted_time(Timestamp::now(), synced, self.time_floor())
+            .err()
+            .unwrap_or_default()
     }
 
     async fn ustate(&self) -> Result<UpdateState, String> {
@@ -751,7 +761,7 @@ impl Agent {
             return Ok(None);
         };
         let Some(now) = self.trusted_now() else {
-            return Err("the device is waiting for its clock to be set".into());
+            return Err(self.clock_problem());
         };
         let facts = self
             .records
@@ -765,6 +775,21 @@ impl Agent {
             })?;
         match update_manifest::verify(&bytes, &self.root, &facts, now) {
             Ok(release) => {
+                // A newer root-signed key ring revokes what it drops at once,
+                // whether or not this release is ever installed; and its
+                // signed time bounds the clock from below from now on.
+                let current = self.records.get();
+                // Capped at the (trusted) clock: a manifest dated in the
+                // future must not stop the device's updates until then.
+                let next = current.after_verifying(
+                    release.keyring_version(),
+                    release.manifest().issued.unix().min(now.unix()),
+                );
+                if next != current
+                    && let Err(error) = self.records.set(next)
+                {
+                    return Err(format!("the update record could not be saved: {error}"));
+                }
                 if self.memory.get().refused.contains(&release.version()) {
                     return Err(format!(
                         "version {} failed its trial boot on this device and is not installed again",
@@ -1142,6 +1167,24 @@ fn now_text() -> String {
 
 /// The mtime of the hearthd binary: a reproducible image sets it to the
 /// build's `SOURCE_DATE_EPOCH`, so it is a date the clock cannot be before.
+/// `now` if the clock can be trusted: synchronised (or an RTC) and not
+/// earlier than `floor`; else why not, as a sentence for the status.
+fn trusted_time(
+    now: Timestamp,
+    synced: bool,
+    floor: Option<Timestamp>,
+) -> Result<Timestamp, String> {
+    match floor {
+        Some(floor) if now < floor => Err(format!(
+            "the clock says {now}, earlier than {floor}, the newest signed time this device has \
+             verified (or its firmware's build): the clock was set back, so updates wait until it \
+             is right"
+        )),
+        _ if synced => Ok(now),
+        _ => Err("the device is waiting for its clock to be set".into()),
+    }
+}
+
 fn build_floor() -> Option<Timestamp> {
     let exe = std::env::current_exe().ok()?;
     let modified = std::fs::metadata(exe).ok()?.modified().ok()?;
@@ -1172,6 +1215,20 @@ fn data_is_mounted(dir: &Path) -> Result<(), String> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clock_set_back_below_the_newest_signed_time_is_not_trusted() {
+        let floor = Timestamp::from_unix(1_800_000_000).unwrap();
+        let year_earlier = Timestamp::from_unix(1_800_000_000 - 365 * 86_400).unwrap();
+        let refused = trusted_time(year_earlier, true, Some(floor)).unwrap_err();
+        assert!(refused.contains("the clock was set back"), "{refused}");
+        assert_eq!(trusted_time(floor, true, Some(floor)), Ok(floor));
+        assert!(
+            trusted_time(floor, false, Some(floor))
+                .unwrap_err()
+                .contains("waiting for its clock")
+        );
+    }
 
     fn installed(target: Slot) -> Installed {
         Installed {

@@ -1,5 +1,7 @@
-//! What the device remembers about updates: the installed version and the
-//! two anti-rollback floors, in one state-store record (`update`).
+//! What the device remembers about updates: the installed version, the two
+//! anti-rollback floors and the trusted-time floor, in one state-store
+//! record (`update`). It describes the device, not its owner, so a factory
+//! reset keeps it (`persist::DEVICE_RECORDS`).
 //!
 //! The floors only ever rise: a request to lower one is refused, so no
 //! code path (a bug, a replayed "confirm", an old pending install) can
@@ -31,8 +33,14 @@ pub struct UpdateRecord {
     /// The lowest security version this device installs (only rises).
     pub security_floor: u32,
     /// The lowest key-ring version this device accepts (only rises); what
-    /// makes a revoked signing key stay revoked here.
+    /// makes a revoked signing key stay revoked here. Raised as soon as a
+    /// newer root-signed key ring verifies, installed or not.
     pub keyring_floor: u64,
+    /// The newest signed `issued` time this device has verified (Unix
+    /// seconds; only rises): a clock set earlier is not trusted, so an
+    /// expired manifest or key ring cannot be revived by turning time back.
+    #[serde(default)]
+    pub time_floor: i64,
 }
 
 /// A change that would lower a floor.
@@ -57,6 +65,18 @@ impl UpdateRecord {
             installed_version: running_version,
             security_floor: 0,
             keyring_floor: 0,
+            time_floor: 0,
+        }
+    }
+
+    /// The record after verifying a release signed under key ring
+    /// `keyring_version` and issued at `issued`: the key-ring and time
+    /// floors rise to them (never fall).
+    pub fn after_verifying(&self, keyring_version: u64, issued: i64) -> UpdateRecord {
+        UpdateRecord {
+            keyring_floor: self.keyring_floor.max(keyring_version),
+            time_floor: self.time_floor.max(issued),
+            ..*self
         }
     }
 
@@ -94,10 +114,13 @@ impl UpdateRecord {
     /// The record to store once `installed` is confirmed running. Floors
     /// that the release would lower are refused.
     pub fn after_confirming(&self, installed: &Installed) -> Result<UpdateRecord, FloorWouldFall> {
+        // The key-ring floor may already be above the installed release's
+        // ring (a newer ring verified meanwhile); it stays there.
         self.checked_change(UpdateRecord {
             installed_version: installed.version,
             security_floor: installed.security_version,
-            keyring_floor: installed.keyring_version,
+            keyring_floor: self.keyring_floor.max(installed.keyring_version),
+            time_floor: self.time_floor,
         })
     }
 
@@ -115,6 +138,13 @@ impl UpdateRecord {
                 what: "key-ring floor",
                 current: self.keyring_floor,
                 requested: next.keyring_floor,
+            });
+        }
+        if next.time_floor < self.time_floor {
+            return Err(FloorWouldFall {
+                what: "time floor",
+                current: self.time_floor.unsigned_abs(),
+                requested: next.time_floor.unsigned_abs(),
             });
         }
         Ok(next)
@@ -256,9 +286,39 @@ mod tests {
             UpdateRecord {
                 installed_version: v("1.1.0"),
                 security_floor: 3,
-                keyring_floor: 2
+                keyring_floor: 2,
+                time_floor: 0,
             }
         );
+    }
+
+    #[test]
+    fn a_verified_key_ring_and_signed_time_raise_their_floors_before_any_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = UpdateRecords::open(store(dir.path()), v("1.0.0")).unwrap();
+        records.confirm(&installed("1.1.0", 3, 2)).unwrap();
+        let seen = records.get().after_verifying(3, 1_800_000_000);
+        records.set(seen).unwrap();
+        assert_eq!(
+            (records.get().keyring_floor, records.get().time_floor),
+            (3, 1_800_000_000)
+        );
+        // Verifying an older ring or time later lowers nothing.
+        assert_eq!(
+            records.get().after_verifying(2, 1_700_000_000),
+            records.get()
+        );
+        // The release under ring 2 that was already installing still
+        // confirms, and the floor stays at 3.
+        let r = records.confirm(&installed("1.2.0", 3, 2)).unwrap();
+        assert_eq!((r.keyring_floor, r.time_floor), (3, 1_800_000_000));
+        let e = records
+            .set(UpdateRecord {
+                time_floor: 0,
+                ..records.get()
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("time floor"), "{e}");
     }
 
     #[test]
@@ -274,7 +334,12 @@ mod tests {
                 .contains("refusing to lower the security floor from 3 to 2"),
             "{e}"
         );
-        let e = records.confirm(&installed("1.2.0", 3, 1)).unwrap_err();
+        let e = records
+            .set(UpdateRecord {
+                keyring_floor: 1,
+                ..before
+            })
+            .unwrap_err();
         assert!(e.to_string().contains("key-ring floor from 2 to 1"), "{e}");
         let e = records
             .set(UpdateRecord {
