@@ -30,8 +30,9 @@ use tokio::time::Instant;
 /// Connections served at once. Bounds memory on a small device: each
 /// holds TLS buffers and at most [`MAX_BODY`] of request body.
 pub const MAX_CONNECTIONS: usize = 64;
-/// Connections one client address may hold; a browser opens about six.
-pub const PER_CLIENT: usize = 8;
+/// Connections one client address may hold: a browser opens about six, and
+/// behind NAT (QEMU's user networking included) several clients share one.
+pub const PER_CLIENT: usize = 16;
 /// Handshake, headers and body of one request, all together.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 /// The largest request body: every API body is a few fields of JSON.
@@ -194,6 +195,23 @@ fn evict_one(table: &mut Table, live: &[Arc<Slot>], mine: usize) -> Option<()> {
     victim.evicted.notify_one();
     table.slots.remove(&victim.id);
     Some(())
+}
+
+/// How many connection attempts the kernel queues before the accept thread
+/// takes them: a burst this large is absorbed without dropping a SYN (a
+/// dropped SYN costs the client a 1 s retry). The kernel caps it at
+/// `net.core.somaxconn` (4096 by default).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr` with [`LISTEN_BACKLOG`].
+pub fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// An admitted connection, handed from the accept thread to the runtime.

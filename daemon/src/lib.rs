@@ -27,8 +27,6 @@ use std::sync::Arc;
 
 use credentials::{PasswordPolicy, QrStyle};
 
-use tokio::net::TcpListener;
-
 use crate::config::{Config, ConfigError, Layer};
 use crate::identity::{Identity, IdentityError};
 use crate::persist::{Store, StoreError};
@@ -198,9 +196,8 @@ fn serve(config: &Config) -> Result<Ended, Error> {
         let (shutdown, ended) = service::shutdown_signal(pressed)?;
         let mut bound = Vec::new();
         for &addr in &config.web.listen {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| Error::Listen { addr, source })?;
+            let listener =
+                connections::listen(addr).map_err(|source| Error::Listen { addr, source })?;
             bound.push(listener);
         }
         let addrs: Vec<String> = bound
