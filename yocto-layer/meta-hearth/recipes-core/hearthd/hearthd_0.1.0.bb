@@ -55,7 +55,6 @@ do_install:append() {
     install -D -m 0644 ${UNPACKDIR}/hearthd.tmpfiles.conf ${D}${nonarch_libdir}/tmpfiles.d/hearthd.conf
     # Started only by the physical reset control (the udev rule), so not enabled.
     install -D -m 0644 ${UNPACKDIR}/hearth-factory-reset.service ${D}${systemd_system_unitdir}/hearth-factory-reset.service
-    install -D -m 0644 ${UNPACKDIR}/90-hearth-factory-reset.rules ${D}${nonarch_base_libdir}/udev/rules.d/90-hearth-factory-reset.rules
     install -D -m 0644 ${UNPACKDIR}/hearth-reboot.path ${D}${systemd_system_unitdir}/hearth-reboot.path
     install -D -m 0644 ${UNPACKDIR}/hearth-reboot.service ${D}${systemd_system_unitdir}/hearth-reboot.service
     install -D -m 0644 ${UNPACKDIR}/hearth-trial-watch.service ${D}${systemd_system_unitdir}/hearth-trial-watch.service
@@ -74,6 +73,14 @@ do_install:append() {
     fi
 }
 do_install[vardeps] += "HEARTH_BOOTLOADER HEARTH_BOARD_RELAY HEARTH_BOARD_RESET_BUTTON"
+
+# QEMU's reset control: a host-only virtual drive labelled HEARTH-RESET
+# (qemu/boot --factory-reset). Only on QEMU machines: on real hardware a USB
+# stick with that label would reset the device at once and at every boot
+# (the Pi has a reset button, [board] reset_button).
+do_install:append:qemuall() {
+    install -D -m 0644 ${UNPACKDIR}/90-hearth-factory-reset.rules ${D}${nonarch_base_libdir}/udev/rules.d/90-hearth-factory-reset.rules
+}
 
 FILES:${PN} += "\
     ${nonarch_libdir}/hearth/hearth.toml \
