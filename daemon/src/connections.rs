@@ -103,7 +103,8 @@ impl Connections {
     /// once) when its client already holds [`PER_CLIENT`], or every slot is
     /// taken by busy connections or by clients holding no more than it.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Arc<Slot>> {
-        let client = client_key(peer);
+        // Counted per address like the throttle (IPv6 per /64).
+        let client = credentials::throttle::client_key(peer);
         // Declared before the guard so it drops after it: the last
         // reference to a slot removes it from the table, under the lock.
         let live: Vec<Arc<Slot>>;
@@ -302,20 +303,5 @@ fn accept_loop(
         {
             return;
         }
-    }
-}
-
-/// IPv4-mapped IPv6 counts as IPv4; other IPv6 per /64, like the throttle.
-fn client_key(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V4(_) => addr,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut s = v6.segments();
-                s[4..].fill(0);
-                IpAddr::V6(s.into())
-            }
-        },
     }
 }

@@ -87,14 +87,8 @@ pub fn request_from(
     headers: &[(&str, &str)],
     json_body: Option<&str>,
 ) -> Result<Response, String> {
-    exchange(
-        connect_from(source, addr, Duration::from_secs(10))?,
-        addr,
-        method,
-        path,
-        headers,
-        json_body,
-    )
+    let limit = Duration::from_secs(60);
+    request_within(source, addr, method, path, headers, json_body, limit)
 }
 
 /// `request_from` that gives up after `limit` (connect, send and read
@@ -157,14 +151,18 @@ pub fn connect_from(
 /// checks the handshake signature): for tests that open many connections
 /// to the device and do not need its fingerprint.
 pub fn accepting_client_config() -> Arc<rustls::ClientConfig> {
+    Arc::new(client_config(Arc::new(Recorder::default())).expect("TLS with ring"))
+}
+
+/// TLS 1.3 and 1.2 with ring, the server's certificate judged by `verifier`.
+fn client_config(verifier: Arc<Recorder>) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3 with ring")
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS versions: {e}"))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Recorder::default()))
-        .with_no_client_auth();
-    Arc::new(config)
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth())
 }
 
 fn exchange(
@@ -176,13 +174,7 @@ fn exchange(
     json_body: Option<&str>,
 ) -> Result<Response, String> {
     let verifier = Arc::new(Recorder::default());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("TLS versions: {e}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier.clone())
-        .with_no_client_auth();
+    let config = client_config(verifier.clone())?;
     let name = ServerName::try_from("hearth.local").map_err(|e| e.to_string())?;
     let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
     // Callers that set their own limits keep them.

@@ -414,9 +414,10 @@ fn burst_span(config: &ThrottleConfig) -> Duration {
         .saturating_mul(config.global_burst.saturating_sub(1))
 }
 
-/// IPv4-mapped IPv6 counts as IPv4; other IPv6 addresses count per /64,
-/// since one host usually holds a whole /64.
-fn client_key(addr: IpAddr) -> IpAddr {
+/// The address a client is counted by: IPv4-mapped IPv6 counts as IPv4;
+/// other IPv6 addresses count per /64, since one host usually holds a
+/// whole /64.
+pub fn client_key(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V4(_) => addr,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
