@@ -161,6 +161,13 @@ pub fn case(dut: &Dut, owner: &Owner) -> Case {
         );
     }
 
+    // A browser of the owner's that logged in before the attack: its
+    // trusted-browser cookie gives it a budget no attacker can spend.
+    let trusted = login(dut, &password)
+        .ok()
+        .filter(|r| r.status == 200)
+        .and_then(|r| r.cookie("__Host-hearth_trusted"));
+
     // The attack.
     let words = dir.path().join("dictionary.txt");
     let dictionary =
@@ -226,8 +233,35 @@ pub fn case(dut: &Dut, owner: &Owner) -> Case {
         "full output: tests/artifacts/conformance/hydra-attack.log".to_owned(),
     ];
 
-    // The owner right after: refused while the window is closed, told how
-    // long to wait, let in once it has passed.
+    // The owner's trusted browser right after: let in at once.
+    match &trusted {
+        Some(cookie) => {
+            let body = json!({ "password": password }).to_string();
+            let r = dut.call("POST", "/api/login", &[("Cookie", cookie)], Some(&body));
+            case.check(
+                "5.1-5-2 a browser the owner logged in with is not held up",
+                matches!(&r, Ok(resp) if resp.status == 200),
+                "right after the attack, the owner's browser that logged in before it (its \
+                 __Host-hearth_trusted cookie) logs in at once: guessing from the network slows \
+                 the guesser, not the owner",
+                vec![exchange(
+                    "POST",
+                    "/api/login (with the trusted-browser cookie)",
+                    &r,
+                )],
+            );
+        }
+        None => case.check(
+            "5.1-5-2 a browser the owner logged in with is not held up",
+            false,
+            "the owner's login before the attack set no __Host-hearth_trusted cookie",
+            Vec::new(),
+        ),
+    }
+
+    // The owner from a browser never used here, right after: refused
+    // while its address's window is closed, told how long to wait, let in
+    // once it has passed.
     let started = Instant::now();
     let mut waits = Vec::new();
     let back = loop {
