@@ -129,15 +129,6 @@ impl Connections {
         Some(slot)
     }
 
-    /// Connections open now.
-    pub fn len(&self) -> usize {
-        self.lock().slots.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn lock(&self) -> MutexGuard<'_, Table> {
         self.open
             .lock()
