@@ -438,23 +438,16 @@ impl Agent {
     /// The time, if the device can trust its clock: synchronised (or an
     /// RTC), and never earlier than the firmware's own build.
     fn trusted_now(&self) -> Option<Timestamp> {
-        let synced = self.config.clock_has_rtc || self.config.time_sync_file.exists();
-        trusted_time(Timestamp::now(), synced, self.time_floor()).ok()
+        self.clock().ok()
     }
 
-    /// The earliest time the clock may say: the firmware's build, or the
-    /// newest signed time this device has verified.
-    fn time_floor(&self) -> Option<Timestamp> {
+    /// The trusted time, or why the clock is not trusted (for the status).
+    fn clock(&self) -> Result<Timestamp, String> {
+        let synced = self.config.clock_has_rtc || self.config.time_sync_file.exists();
         let seen = Timestamp::from_unix(self.records.get().time_floor).ok();
-        self.build_floor.max(seen)
-    }
-
-    /// Why the clock is not trusted, for the status.
-    fn clock_problem(&self) -> String {
-        let synced = self.config.clock_has_rtc || self.config.time_sync_file.exists();
-        trusted_time(Timestamp::now(), synced, self.time_floor())
-            .err()
-            .unwrap_or_default()
+        // The earliest time the clock may say: the firmware's build, or the
+        // newest signed time this device has verified.
+        trusted_time(Timestamp::now(), synced, self.build_floor.max(seen))
     }
 
     async fn ustate(&self) -> Result<UpdateState, String> {
@@ -760,9 +753,7 @@ impl Agent {
         let Some(bytes) = self.candidate.clone() else {
             return Ok(None);
         };
-        let Some(now) = self.trusted_now() else {
-            return Err(self.clock_problem());
-        };
+        let now = self.clock()?;
         let facts = self
             .records
             .get()
