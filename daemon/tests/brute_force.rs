@@ -147,12 +147,7 @@ fn hydra_finds_nothing_the_backoff_engages_memory_stays_bounded_and_the_owner_ge
             break response;
         }
         assert_eq!(response.json()["error"], "throttled", "{}", response.body);
-        let wait: u64 = response
-            .headers
-            .lines()
-            .find_map(|l| l.strip_prefix("retry-after: "))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("a 429 carries Retry-After");
+        let wait = response.retry_after().expect("a 429 carries Retry-After");
         assert!(
             response.json()["message"]
                 .as_str()

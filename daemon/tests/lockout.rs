@@ -55,10 +55,7 @@ fn login_body(password: &str) -> String {
 
 fn retry_after(response: &Response) -> u64 {
     response
-        .headers
-        .lines()
-        .find_map(|l| l.strip_prefix("retry-after: "))
-        .and_then(|v| v.trim().parse().ok())
+        .retry_after()
         .unwrap_or_else(|| panic!("a 429 carries Retry-After: {}", response.headers))
 }
 

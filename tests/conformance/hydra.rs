@@ -91,13 +91,6 @@ fn login(dut: &Dut, password: &str) -> Result<system_tests::https::Response, Str
     dut.call("POST", "/api/login", &[], Some(&body))
 }
 
-fn retry_after(r: &system_tests::https::Response) -> Option<u64> {
-    r.headers
-        .lines()
-        .find_map(|l| l.strip_prefix("retry-after:"))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 /// 5.1-5-2 with hydra: a control run, a bounded attack, the owner afterwards.
 pub fn case(dut: &Dut, owner: &Owner) -> Case {
     let mut case = Case::new(
@@ -268,7 +261,7 @@ pub fn case(dut: &Dut, owner: &Owner) -> Case {
         let r = login(dut, &password);
         match &r {
             Ok(resp) if resp.status == 429 && started.elapsed() < Duration::from_secs(150) => {
-                let wait = retry_after(resp).unwrap_or(5);
+                let wait = resp.retry_after().unwrap_or(5);
                 evidence.push(format!(
                     "the owner, {:.0} s after the attack:\n{}",
                     started.elapsed().as_secs_f64(),

@@ -47,6 +47,14 @@ impl Response {
             .map(str::to_owned)
     }
 
+    /// The `Retry-After` seconds of the answer, if it has one.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.headers
+            .lines()
+            .find_map(|l| l.strip_prefix("retry-after:"))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// The body as JSON; panics with the body when it is not.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))

@@ -218,12 +218,7 @@ pub fn claim(addr: SocketAddr, code: &str, password: &str) -> Response {
         if response.status != 429 {
             return response;
         }
-        let wait: u64 = response
-            .headers
-            .lines()
-            .find_map(|l| l.strip_prefix("retry-after: "))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("Retry-After on 429");
+        let wait = response.retry_after().expect("Retry-After on 429");
         std::thread::sleep(Duration::from_secs(wait));
     }
 }
