@@ -135,7 +135,7 @@ fn boot_and_wait(image: &Path, out_dir: &Path) -> Result<String, String> {
             .arg("--state-dir")
             .arg(state.path())
             .arg("--port")
-            .arg(crate::dut::free_port().to_string())
+            .arg(system_tests::free_port().to_string())
             .arg("--log")
             .arg(&log)
             .stdin(Stdio::null())

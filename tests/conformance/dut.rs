@@ -1,7 +1,7 @@
 //! The device under test: a fresh QEMU boot of the image, or a device given
 //! by address (`HEARTH_DUT=HOST:PORT`, e.g. an already-running QEMU or a Pi).
 
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use system_tests::https::{Response, request};
@@ -40,7 +40,7 @@ impl Dut {
         let mut probes = Vec::new();
         let mut forwards = String::new();
         for &guest in PROBED_PORTS {
-            let host = free_port();
+            let host = system_tests::free_port();
             forwards.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
             probes.push((SocketAddr::from(([127, 0, 0, 1], host)), guest));
         }
@@ -115,14 +115,6 @@ impl Dut {
     ) -> Result<Response, String> {
         request(self.addr, method, path, headers, body)
     }
-}
-
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 /// One request and its answer as evidence lines (the body cut short).

@@ -8,7 +8,7 @@
 //! Needs Debian's `mosquitto`, `mosquitto-clients` and `openssl`.
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -56,7 +56,7 @@ impl Broker {
                 .expect("run acl-add-device.sh");
             assert!(status.success(), "acl-add-device.sh failed");
         }
-        let port = free_port();
+        let port = crate::free_port();
         let mut conf = std::fs::read_to_string(Path::new(BROKER_DIR).join("mosquitto.conf"))
             .expect("read broker/mosquitto.conf")
             .replace("@PORT@", &port.to_string())
@@ -206,13 +206,6 @@ impl Drop for Broker {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 // ---- a subscriber ---------------------------------------------------------

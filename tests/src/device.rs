@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -68,7 +67,7 @@ impl Device {
 
     /// Boots with extra `qemu/boot` arguments.
     pub fn boot_with(disk: &Disk, label: &str, extra: &[&str]) -> Device {
-        let port = free_port();
+        let port = crate::free_port();
         let log = disk.dir().join(format!("serial-{label}.log"));
         let boot_stderr = disk.dir().join(format!("boot-{label}.stderr"));
         let mut launch: Vec<std::ffi::OsString> = vec![
@@ -382,12 +381,4 @@ fn spawn(args: &[std::ffi::OsString], stderr_file: &std::path::Path) -> Child {
         .process_group(0)
         .spawn()
         .expect("start qemu/boot")
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }

@@ -28,7 +28,9 @@ pub mod offline;
 pub mod releases;
 pub mod update_server;
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 pub use device::{Device, Ready};
@@ -63,6 +65,33 @@ pub fn boot_timeout() -> Duration {
         .and_then(|s| s.parse().ok())
         .unwrap_or(600);
     Duration::from_secs(secs)
+}
+
+/// A loopback port for a server or a QEMU forward to bind soon, different
+/// from every other one this process has handed out.
+///
+/// Asking the kernel for port 0 and closing the socket is not enough: the
+/// next ask can return the same port (a conformance boot once forwarded two
+/// guest ports from one host port, and QEMU refused to start), and until the
+/// server binds it an outgoing connection can take it as its ephemeral port.
+/// So the ports come from below the kernel's ephemeral range, from a start
+/// that differs between processes, each checked free by binding it.
+pub fn free_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let low = ephemeral_low.saturating_sub(12_000).max(1024);
+    let span = ephemeral_low.saturating_sub(low).max(1);
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let port = (low + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {low}..{}", low + span);
 }
 
 /// Where failing tests leave their serial logs.

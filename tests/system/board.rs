@@ -81,7 +81,7 @@ fn the_plug_drives_its_relay_line_and_the_reset_button_makes_the_device_new() {
         "qemu/board-arm64 build failed ({status}): see its output above"
     );
 
-    let port = system_tests::broker::free_port();
+    let port = system_tests::free_port();
     let log = dir.path().join("serial.log");
     let mut command = Command::new(script());
     command

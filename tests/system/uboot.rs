@@ -338,7 +338,7 @@ impl Rig {
         Rig {
             name: name.to_owned(),
             dir,
-            port: matches!(slots, Slots::DevImage).then(system_tests::broker::free_port),
+            port: matches!(slots, Slots::DevImage).then(system_tests::free_port),
         }
     }
 
