@@ -204,6 +204,12 @@ fn provision(disk: &Disk, broker: &Broker, manifest_url: Option<&str>, update_li
     let manifest_url = manifest_url
         .map(|url| format!("manifest_url = \"{url}\"\ncheck_interval_hours = 0.01\n"))
         .unwrap_or_default();
+    // The trial's limit, unless the test sets its own.
+    let health_timeout = if update_lines.contains("health_timeout_secs") {
+        ""
+    } else {
+        "health_timeout_secs = 120\n"
+    };
     let config = format!(
         "# Factory provisioning (system test)\n\
          [fleet]\nhost = \"{GUEST_HOST}\"\nport = {MQTT_GUEST_PORT}\n\
@@ -211,7 +217,7 @@ fn provision(disk: &Disk, broker: &Broker, manifest_url: Option<&str>, update_li
          key_file = \"/data/factory/device.key\"\ndevice_id = \"{DEVICE_ID}\"\n\
          reconnect_initial_secs = 1.0\nreconnect_max_secs = 4.0\n\n\
          [update]\nca_file = \"/data/factory/fleet-ca.pem\"\nreboot_notice_secs = 5\n\
-         health_timeout_secs = 120\n{manifest_url}{update_lines}"
+         {health_timeout}{manifest_url}{update_lines}"
     );
     let scratch = disk.dir().join("factory");
     std::fs::create_dir_all(&scratch).expect("scratch");
