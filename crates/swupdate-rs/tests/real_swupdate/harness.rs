@@ -103,6 +103,12 @@ impl Daemon {
     /// -e stable,copy2 -q stable,copy1 -q stable,copy2` and waits until both
     /// sockets accept connections.
     pub fn start() -> Daemon {
+        Daemon::start_with_args::<&str>(&[])
+    }
+
+    /// [`start`](Self::start) with more arguments for swupdate, e.g.
+    /// `["-N", "2.0.0"]`.
+    pub fn start_with_args<S: Into<std::ffi::OsString> + Clone>(args: &[S]) -> Daemon {
         let pki = tempfile::Builder::new()
             .prefix("swupdate-rs-pki-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
@@ -113,6 +119,7 @@ impl Daemon {
             .slot_size(SLOT_SIZE)
             .temp_dir(env!("CARGO_TARGET_TMPDIR"))
             .prefix("swupdate-rs-")
+            .args(args.iter().cloned())
             .start();
         Daemon {
             inner,
