@@ -569,36 +569,78 @@ fn swupdate_refusing_the_selection_is_reported_and_nothing_is_written() {
     d.assert_untouched("selection not accepted");
 }
 
-/// The attack of a compromised hearthd, kept as a test that fails today
-/// (issue 14, item 4; docs/threat-model.md): SWUpdate started with `-N`
-/// still installs an older release, because the `SET_VERSIONS_RANGE` that
-/// hearthd sends over IPC replaces the `-N` minimum (SWUpdate 2022.12,
-/// core/network_thread.c -> set_version_range). Un-ignore it once the floor
-/// is enforced outside hearthd.
+/// A `hearth-update-gate` in front of `d`, holding SWUpdate to `running`,
+/// and a client of it: the way hearthd reaches SWUpdate on the device.
+fn gate(d: &Daemon, running: &str) -> (swupdate_rs::Client, tempfile::TempDir) {
+    use std::os::unix::net::UnixListener;
+    let dir = tempfile::tempdir_in(d.root()).unwrap();
+    let control = UnixListener::bind(dir.path().join("sockinstctrl")).unwrap();
+    let progress = UnixListener::bind(dir.path().join("swupdateprog")).unwrap();
+    let upstream = d.client.config().clone();
+    let gate = update_gate::Gate::new(update_gate::GateConfig {
+        control_socket: upstream.control_socket.clone(),
+        progress_socket: upstream.progress_socket.clone(),
+        running: update_gate::RunningVersion::new(running).unwrap(),
+        io_timeout: std::time::Duration::from_secs(10),
+    });
+    std::thread::spawn(move || gate.serve(control, Some(progress)));
+    let client = swupdate_rs::Client::new(swupdate_rs::ClientConfig {
+        control_socket: dir.path().join("sockinstctrl"),
+        progress_socket: dir.path().join("swupdateprog"),
+        ..upstream
+    });
+    (client, dir)
+}
+
+/// The attack of a compromised hearthd (issue 14, item 4;
+/// docs/threat-model.md): it skips its own floors and asks SWUpdate for an
+/// older release. Straight to SWUpdate this works even with `-N` (the
+/// `SET_VERSIONS_RANGE` hearthd sends replaces it; shown in
+/// `crates/update-gate/tests/real_swupdate.rs`); on the device hearthd
+/// reaches SWUpdate only through `hearth-update-gate`, which holds the
+/// minimum at the running version.
 #[test]
-#[ignore = "not fixed yet: SWUpdate's -N is overridden by the IPC version range"]
 fn swupdate_itself_refuses_a_release_older_than_the_running_one() {
-    // A compromised hearthd skips its own floors (here: facts that say the
-    // device runs 1.0.0) and asks SWUpdate over IPC for an older release.
+    // The device runs 2.0.0 (SWUpdate's -N and the gate's floor); the
+    // compromised hearthd's facts say 1.0.0.
     let v = vendor();
     let d = v.swupdate_builder().args(["-N", "2.0.0"]).start();
+    let (client, _gate) = gate(&d, "2.0.0");
     let swu = v.build(&d, "older", "1.1.0", &["signer"], &image(12));
     let manifest = manifest_json(&v, &swu, "signer", &[]);
     let (reader, _) = counted(fs::read(&swu).unwrap());
-    let err = install(&d, &v, &manifest, reader, &facts(), Timestamp::now()).unwrap_err();
-    println!("older than SWUpdate's floor: {err}");
-    assert_not_armed(&d, "older than SWUpdate's floor");
+    let err = update::install(
+        &manifest,
+        |_| Ok(reader.clone()),
+        &v.trusted_root(),
+        &facts(),
+        Timestamp::now(),
+        &client,
+        &selection(&d),
+    )
+    .unwrap_err();
+    println!("older than the running version: {err}");
+    assert!(matches!(err, UpdateError::Swupdate { .. }), "{err:?}");
+    assert_not_armed(&d, "older than the running version");
     assert!(
-        d.log().to_lowercase().contains("older"),
-        "SWUpdate says why: {}",
-        d.log()
+        err.to_string().contains("No downgrading allowed"),
+        "SWUpdate says why: {err}"
     );
 
-    // Control: the same release, with the floor at the running 1.0.0.
+    // Control: the same release through the gate of a device running 1.0.0.
     let d = v.swupdate_builder().args(["-N", "1.0.0"]).start();
+    let (client, _gate) = gate(&d, "1.0.0");
     let swu = v.build(&d, "newer", "1.1.0", &["signer"], &image(12));
     let manifest = manifest_json(&v, &swu, "signer", &[]);
     let (reader, _) = counted(fs::read(&swu).unwrap());
-    install(&d, &v, &manifest, reader, &facts(), Timestamp::now())
-        .expect("installs above the floor");
+    update::install(
+        &manifest,
+        |_| Ok(reader.clone()),
+        &v.trusted_root(),
+        &facts(),
+        Timestamp::now(),
+        &client,
+        &selection(&d),
+    )
+    .expect("installs above the floor");
 }
