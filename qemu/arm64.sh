@@ -120,13 +120,13 @@ arm64_target_dir() { echo "$(arm64_cargo_dir)/$rust_target"; }
 cross_build() {
     need aarch64-linux-gnu-gcc cargo rustup
     rustup target list --installed | grep -qx "$rust_target" || rustup target add "$rust_target" >&2
-    say "hearthd: cargo build --release --target $rust_target (the first build takes minutes)"
+    say "hearthd, hearth-update-gate: cargo build --release --target $rust_target (the first build takes minutes)"
     (
         cd "$repo"
         export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
         export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
         export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
-        CARGO_TARGET_DIR=$(arm64_cargo_dir) cargo build --release --locked -p hearthd --target "$rust_target" >&2
+        CARGO_TARGET_DIR=$(arm64_cargo_dir) cargo build --release --locked -p hearthd -p update-gate --target "$rust_target" >&2
     ) || die "cross-building hearthd failed (see above)"
     echo "$(arm64_target_dir)/release/hearthd"
 }

@@ -28,7 +28,9 @@ pub struct UpdateConfig {
     /// Names the running slot (`hearth.slot=`).
     #[serde(default = "default_cmdline")]
     pub cmdline_file: PathBuf,
-    /// SWUpdate's control and progress sockets.
+    /// SWUpdate's control and progress sockets: on the device
+    /// hearth-update-gate's, which hold SWUpdate to the running version
+    /// (hearthd may not use SWUpdate's own).
     #[serde(default = "default_control_socket")]
     pub swupdate_control_socket: PathBuf,
     #[serde(default = "default_progress_socket")]
@@ -100,10 +102,10 @@ fn default_cmdline() -> PathBuf {
     "/proc/cmdline".into()
 }
 fn default_control_socket() -> PathBuf {
-    "/run/swupdate/sockinstctrl".into()
+    "/run/hearth-update-gate/sockinstctrl".into()
 }
 fn default_progress_socket() -> PathBuf {
-    "/run/swupdate/swupdateprog".into()
+    "/run/hearth-update-gate/swupdateprog".into()
 }
 fn default_progress_layout() -> String {
     "2022.12".into()

@@ -38,10 +38,11 @@ CARGO_SRC_DIR = "daemon"
 # systemd-sysusers cannot add it on the device. It matches
 # hearthd.sysusers.conf (oe-core's systemd_sysusers_check compares them).
 USERADD_PACKAGES = "${PN}"
-# Group swupdate may use SWUpdate's IPC sockets (swupdate.socket.d/hearth.conf).
-# Group hearth-gpio may use the GPIO chips (91-hearth-gpio.rules).
-GROUPADD_PARAM:${PN} = "--system hearth; --system swupdate; --system hearth-gpio"
-USERADD_PARAM:${PN} = "--system --no-create-home --home-dir /nonexistent --shell /sbin/nologin --gid hearth --groups swupdate,hearth-gpio --comment 'Hearth device daemon' hearth"
+# Not in group swupdate: hearthd reaches SWUpdate only through
+# hearth-update-gate's sockets (group hearth), which hold SWUpdate to the
+# running version. Group hearth-gpio may use the GPIO chips (91-hearth-gpio.rules).
+GROUPADD_PARAM:${PN} = "--system hearth; --system hearth-gpio"
+USERADD_PARAM:${PN} = "--system --no-create-home --home-dir /nonexistent --shell /sbin/nologin --gid hearth --groups hearth-gpio --comment 'Hearth device daemon' hearth"
 
 # hearth-reboot.path turns hearthd's reboot request into a reboot;
 # hearth-trial-watch falls back when a new slot is not committed in time.
@@ -94,6 +95,7 @@ FILES:${PN} += "\
 "
 
 # The vendor file is read at start; hearthd refuses to start without it.
+# Updates go through hearth-update-gate's sockets.
 # trial-watch reads the U-Boot environment with fw_printenv.
 HEARTH_BOOTENV_READER = "${@'libubootenv-bin' if d.getVar('HEARTH_BOOTLOADER') == 'uboot' else ''}"
-RDEPENDS:${PN} += "${HEARTH_BOOTENV_READER} hearth-vendor"
+RDEPENDS:${PN} += "${HEARTH_BOOTENV_READER} hearth-update-gate hearth-vendor"

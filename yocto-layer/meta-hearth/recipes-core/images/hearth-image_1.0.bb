@@ -17,6 +17,7 @@ IMAGE_INSTALL = "\
     hearth-base \
     hearth-hardening \
     hearthd \
+    hearth-update-gate \
     hearth-vendor \
     swupdate \
     ${HEARTH_IMAGE_EXTRA_INSTALL} \
