@@ -24,6 +24,78 @@ pub const GUEST_HOST: &str = "10.0.2.100";
 
 // ---- the broker ---------------------------------------------------------
 
+/// Issues `pki/broker.crt` again from the same CA, key, subject and
+/// extensions, valid from `since` (`openssl ca -startdate`; `openssl x509`
+/// of OpenSSL 3.0 cannot set a start date). Only the server certificate
+/// needs it: a TLS client checks the dates of the chain it is sent, not
+/// of its trust anchor, and the broker checks client certificates by the
+/// host's own clock.
+fn backdate_server_certificate(pki: &Path, since: &str) {
+    let db = pki.join("backdate");
+    std::fs::create_dir_all(&db).expect("CA database directory");
+    std::fs::write(db.join("index.txt"), "").expect("CA index");
+    std::fs::write(db.join("serial"), "1000\n").expect("CA serial");
+    let config = format!(
+        "[ca]\ndefault_ca = backdated\n[backdated]\ndatabase = {0}/index.txt\n\
+         new_certs_dir = {0}\nserial = {0}/serial\ndefault_md = sha256\npolicy = any\n\
+         unique_subject = no\ncopy_extensions = copyall\n[any]\ncommonName = supplied\n\
+         organizationName = optional\n",
+        db.display()
+    );
+    std::fs::write(db.join("ca.cnf"), config).expect("CA config");
+    let until = Command::new("date")
+        .args(["-u", "-d", "+30 days", "+%Y%m%d%H%M%SZ"])
+        .output()
+        .expect("run date");
+    let until = String::from_utf8_lossy(&until.stdout).trim().to_owned();
+    let csr = db.join("broker.csr");
+    let steps: [Vec<std::ffi::OsString>; 2] = [
+        vec![
+            "x509".into(),
+            "-x509toreq".into(),
+            "-in".into(),
+            pki.join("broker.crt").into(),
+            "-signkey".into(),
+            pki.join("broker.key").into(),
+            "-copy_extensions".into(),
+            "copyall".into(),
+            "-out".into(),
+            csr.clone().into(),
+        ],
+        vec![
+            "ca".into(),
+            "-batch".into(),
+            "-notext".into(),
+            "-config".into(),
+            db.join("ca.cnf").into(),
+            "-cert".into(),
+            pki.join("ca.crt").into(),
+            "-keyfile".into(),
+            pki.join("ca.key").into(),
+            "-in".into(),
+            csr.into(),
+            "-out".into(),
+            pki.join("broker.crt").into(),
+            "-startdate".into(),
+            since.into(),
+            "-enddate".into(),
+            until.into(),
+        ],
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(&args)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {:?} failed: {}",
+            args[0],
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// A mosquitto with the shipped configuration; killed on drop.
 #[derive(Debug)]
 pub struct Broker {
@@ -36,6 +108,17 @@ impl Broker {
     /// Makes the PKI for `clients` (CNs), the ACL file with one release
     /// grant per `(device, model)`, and starts mosquitto.
     pub fn start(clients: &[&str], enrolled: &[(&str, &str)]) -> Broker {
+        Broker::start_with(clients, enrolled, None)
+    }
+
+    /// [`Broker::start`], with the server certificate (the broker's and the
+    /// update server's) valid from `valid_since` (`YYYYMMDDHHMMSSZ`), so that
+    /// a device whose clock was set back still accepts it.
+    pub fn start_with(
+        clients: &[&str],
+        enrolled: &[(&str, &str)],
+        valid_since: Option<&str>,
+    ) -> Broker {
         let dir = tempfile::tempdir().expect("temp dir");
         let pki = dir.path().join("pki");
         let mut names = vec![SERVICE];
@@ -46,6 +129,9 @@ impl Broker {
             .status()
             .expect("run broker/dev-pki.sh (needs openssl)");
         assert!(status.success(), "dev-pki.sh failed");
+        if let Some(since) = valid_since {
+            backdate_server_certificate(&pki, since);
+        }
         let acl = dir.path().join("acl");
         std::fs::copy(Path::new(BROKER_DIR).join("acl.conf"), &acl).expect("copy acl.conf");
         for (device, model) in enrolled {

@@ -47,7 +47,24 @@ impl Lab {
     /// [`Lab::new`] with the manifest URL for the periodic HTTPS check (if
     /// any) and more lines for the device's `[update]` table.
     pub fn with_update_config(name: &str, manifest_url: Option<String>, update_lines: &str) -> Lab {
-        let broker = Broker::start(&[DEVICE_ID], &[(DEVICE_ID, MODEL)]);
+        Lab::build(name, manifest_url, update_lines, None)
+    }
+
+    /// [`Lab::new`] (no HTTPS check) whose server certificate is valid
+    /// from `valid_since` (`YYYYMMDDHHMMSSZ`): for a device booted with its
+    /// clock set back ([`Lab::boot_with_rtc`]), which must still reach the
+    /// broker to report what it refuses.
+    pub fn with_server_valid_since(name: &str, valid_since: &str) -> Lab {
+        Lab::build(name, None, "", Some(valid_since))
+    }
+
+    fn build(
+        name: &str,
+        manifest_url: Option<String>,
+        update_lines: &str,
+        valid_since: Option<&str>,
+    ) -> Lab {
+        let broker = Broker::start_with(&[DEVICE_ID], &[(DEVICE_ID, MODEL)], valid_since);
         let vendor = Vendor::new();
         let server = UpdateServer::start(
             &vendor.web_root,
@@ -75,12 +92,26 @@ impl Lab {
 
     /// Boots the device with the two guestfwd rules.
     pub fn boot(&self, label: &str) -> Device {
-        let net = format!(
+        Device::boot_with(&self.disk, label, &["--net-extra", &self.net_extra()])
+    }
+
+    /// [`Lab::boot`] with the guest's RTC starting at `rtc_base` (QEMU's
+    /// `-rtc base=`, e.g. `2025-12-06T12:00:00`): the device's clock set back.
+    pub fn boot_with_rtc(&self, label: &str, rtc_base: &str) -> Device {
+        Device::boot_with_rtc(
+            &self.disk,
+            label,
+            &["--net-extra", &self.net_extra()],
+            rtc_base,
+        )
+    }
+
+    fn net_extra(&self) -> String {
+        format!(
             ",guestfwd=tcp:{GUEST_HOST}:{MQTT_GUEST_PORT}-cmd:socat STDIO TCP:127.0.0.1:{}\
              ,guestfwd=tcp:{GUEST_HOST}:{GUEST_HTTPS_PORT}-cmd:socat STDIO TCP:127.0.0.1:{}",
             self.broker.port, self.server.port
-        );
-        Device::boot_with(&self.disk, label, &["--net-extra", &net])
+        )
     }
 
     /// Announces `release` on the model's retained release topic.

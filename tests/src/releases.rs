@@ -217,6 +217,90 @@ impl Vendor {
         }
     }
 
+    /// A new signing key (`hearth-release keygen --role signing`); returns
+    /// its file prefix.
+    pub fn signing_key(&self, name: &str) -> PathBuf {
+        let prefix = self.path(name);
+        self.run(&[
+            "keygen",
+            "--role",
+            "signing",
+            "--out",
+            prefix.to_str().expect("path"),
+            "--name",
+            &format!("{name} (system test, NOT FOR PRODUCTION)"),
+            "--dev",
+        ]);
+        prefix
+    }
+
+    /// The development key ring's next version, signed by the development
+    /// root: it certifies `key` and revokes the development signing key
+    /// (`hearth-release certify --revoke`). Returns the key ring file.
+    pub fn next_keyring_revoking_the_dev_key(&self, key: &Path) -> PathBuf {
+        let keys = crate::repo_root().join(DEV_KEYS);
+        let keyring = self.path("keyring-next.json");
+        std::fs::copy(keys.join("hearth-dev-keyring.json"), &keyring).expect("copy key ring");
+        let revoked = Vendor::dev_signing_key_id();
+        self.run(&[
+            "certify",
+            "--root",
+            keys.join("hearth-dev-root").to_str().expect("path"),
+            "--keyring",
+            keyring.to_str().expect("path"),
+            "--key",
+            key.to_str().expect("path"),
+            "--revoke",
+            &revoked,
+            "--dev",
+        ]);
+        keyring
+    }
+
+    /// The id of the development signing key (the only key of the
+    /// development key ring).
+    pub fn dev_signing_key_id() -> String {
+        let keyring = crate::repo_root()
+            .join(DEV_KEYS)
+            .join("hearth-dev-keyring.json");
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&keyring).expect("key ring")).expect("JSON");
+        json["keyring"]["keys"][0]["key_id"]
+            .as_str()
+            .expect("a key id")
+            .to_owned()
+    }
+
+    /// Another signed manifest for `release`'s artifact, signed by `key`
+    /// under `keyring`, with more `hearth-release manifest` options
+    /// (`extra`, e.g. `--rollout-start`). Not published; announce it.
+    pub fn manifest_signed_with(
+        &self,
+        release: &Release,
+        key: &Path,
+        keyring: &Path,
+        notes: &str,
+        extra: &[&str],
+    ) -> Release {
+        let manifest = self.path(&format!(
+            "hearth-{}-{}.manifest.json",
+            release.version,
+            notes.len()
+        ));
+        self.sign_manifest_with(
+            &release.swu,
+            &manifest,
+            (release.security_version, release.security),
+            (key, keyring),
+            notes,
+            extra,
+        );
+        Release {
+            manifest,
+            ..release.clone()
+        }
+    }
+
     fn sign_manifest(
         &self,
         swu: &Path,
@@ -226,10 +310,32 @@ impl Vendor {
         notes: &str,
     ) {
         let keys = crate::repo_root().join(DEV_KEYS);
-        let signer = keys.join("hearth-dev-signing");
+        self.sign_manifest_with(
+            swu,
+            manifest,
+            (security_version, security),
+            (
+                &keys.join("hearth-dev-signing"),
+                &keys.join("hearth-dev-keyring.json"),
+            ),
+            notes,
+            &[],
+        );
+    }
+
+    fn sign_manifest_with(
+        &self,
+        swu: &Path,
+        manifest: &Path,
+        (security_version, security): (u32, bool),
+        (signer, keyring): (&Path, &Path),
+        notes: &str,
+        extra: &[&str],
+    ) {
+        let keys = crate::repo_root().join(DEV_KEYS);
         let security_version = security_version.to_string();
         let root = keys.join("hearth-dev-root").display().to_string();
-        let keyring = keys.join("hearth-dev-keyring.json").display().to_string();
+        let keyring = keyring.display().to_string();
         let base = format!("https://{GUEST_HOST}:{GUEST_HTTPS_PORT}");
         let mut args = vec![
             "manifest",
@@ -254,7 +360,35 @@ impl Vendor {
         if security {
             args.extend(["--urgency", "security"]);
         }
+        args.extend_from_slice(extra);
         self.run(&args);
+    }
+
+    /// `hearth-release verify` of `release`'s manifest for a device of
+    /// the model running `installed` with key-ring floor `keyring_floor`,
+    /// at the host's time: what a device without that floor would accept.
+    pub fn verify(
+        &self,
+        release: &Release,
+        installed: &str,
+        keyring_floor: u64,
+    ) -> Result<(), String> {
+        let root = crate::repo_root().join(DEV_KEYS).join("hearth-dev-root");
+        let out = Command::new(&self.tool)
+            .args(["verify", "--root"])
+            .arg(root)
+            .arg("--manifest")
+            .arg(&release.manifest)
+            .args(["--model", MODEL, "--hw-revision", REVISION])
+            .args(["--installed-version", installed])
+            .args(["--keyring-floor", &keyring_floor.to_string(), "--dev"])
+            .output()
+            .expect("run hearth-release verify");
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 
     /// The model's `latest.json` URL as the guest sees it.

@@ -8,6 +8,7 @@
 mod board;
 mod boot;
 mod fallback;
+mod floors;
 mod image;
 mod owner;
 mod reset;
