@@ -33,8 +33,6 @@ pub struct Device {
     seen: usize,
     /// How QEMU was started (`qemu/boot` and its arguments), to power-cycle.
     launch: Vec<std::ffi::OsString>,
-    /// `qemu/boot`'s `PATH`, when it differs from ours (an RTC shim).
-    path: Option<std::ffi::OsString>,
     /// The console of QEMU runs before a power cycle (this run's log file
     /// continues it).
     earlier: String,
@@ -67,49 +65,16 @@ impl Device {
         Device::boot_with(disk, label, &[])
     }
 
+    /// [`Device::boot_with`], the guest's RTC starting at `rtc_base`
+    /// (`qemu/boot --rtc-base`, e.g. `2025-12-06T12:00:00`).
+    pub fn boot_with_rtc(disk: &Disk, label: &str, extra: &[&str], rtc_base: &str) -> Device {
+        let mut extra = extra.to_vec();
+        extra.extend(["--rtc-base", rtc_base]);
+        Device::boot_with(disk, label, &extra)
+    }
+
     /// Boots with extra `qemu/boot` arguments.
     pub fn boot_with(disk: &Disk, label: &str, extra: &[&str]) -> Device {
-        Device::boot_env(disk, label, extra, None)
-    }
-
-    /// [`Device::boot_with`], the guest's RTC starting at `rtc_base`
-    /// (QEMU `-rtc base=`). `qemu/boot` has no option for it, so a
-    /// `qemu-system-x86_64` first on its `PATH` (in the disk's directory)
-    /// adds the option and runs the real one.
-    pub fn boot_with_rtc(disk: &Disk, label: &str, extra: &[&str], rtc_base: &str) -> Device {
-        assert!(
-            rtc_base
-                .chars()
-                .all(|c| c.is_ascii_digit() || c == '-' || c == ':' || c == 'T'),
-            "an RTC base like 2025-12-06T12:00:00, not {rtc_base:?}"
-        );
-        let real = find_on_path("qemu-system-x86_64");
-        let shim_dir = disk.dir().join("rtc-shim");
-        std::fs::create_dir_all(&shim_dir).expect("shim directory");
-        let shim = shim_dir.join("qemu-system-x86_64");
-        std::fs::write(
-            &shim,
-            format!(
-                "#!/bin/sh\n# System test: the guest's RTC set to {rtc_base}.\nexec {} \"$@\" -rtc base={rtc_base}\n",
-                real.display()
-            ),
-        )
-        .expect("write the QEMU shim");
-        std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .expect("chmod the shim");
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let mut dirs = vec![shim_dir];
-        dirs.extend(std::env::split_paths(&path));
-        let path = std::env::join_paths(dirs).expect("PATH");
-        Device::boot_env(disk, label, extra, Some(path))
-    }
-
-    fn boot_env(
-        disk: &Disk,
-        label: &str,
-        extra: &[&str],
-        path: Option<std::ffi::OsString>,
-    ) -> Device {
         let port = crate::free_port();
         let log = disk.dir().join(format!("serial-{label}.log"));
         let boot_stderr = disk.dir().join(format!("boot-{label}.stderr"));
@@ -126,7 +91,7 @@ impl Device {
             "--exit-with-parent".into(),
         ];
         launch.extend(extra.iter().map(Into::into));
-        let child = spawn(&launch, &boot_stderr, path.as_deref());
+        let child = spawn(&launch, &boot_stderr);
         eprintln!(
             "[{}] {label}: QEMU started (pid {}), HTTPS on 127.0.0.1:{port}, serial log {}",
             disk.name(),
@@ -144,7 +109,6 @@ impl Device {
             started: Instant::now(),
             seen: 0,
             launch,
-            path,
             earlier: String::new(),
             power_cycles: 0,
         }
@@ -156,7 +120,7 @@ impl Device {
         self.earlier = self.serial();
         self.kill();
         self.power_cycles += 1;
-        self.child = Some(spawn(&self.launch, &self.boot_stderr, self.path.as_deref()));
+        self.child = Some(spawn(&self.launch, &self.boot_stderr));
     }
 
     pub fn port(&self) -> u16 {
@@ -411,21 +375,13 @@ impl Drop for Device {
 
 /// Starts `qemu/boot ARGS`, in its own process group so that QEMU and
 /// qemu/boot's helpers die together.
-fn spawn(
-    args: &[std::ffi::OsString],
-    stderr_file: &std::path::Path,
-    path: Option<&std::ffi::OsStr>,
-) -> Child {
+fn spawn(args: &[std::ffi::OsString], stderr_file: &std::path::Path) -> Child {
     let stderr = File::options()
         .create(true)
         .append(true)
         .open(stderr_file)
         .expect("boot stderr file");
-    let mut command = Command::new(crate::repo_root().join("qemu/boot"));
-    if let Some(path) = path {
-        command.env("PATH", path);
-    }
-    command
+    Command::new(crate::repo_root().join("qemu/boot"))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -433,15 +389,4 @@ fn spawn(
         .process_group(0)
         .spawn()
         .expect("start qemu/boot")
-}
-
-/// The first `name` on `PATH`.
-fn find_on_path(name: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("no {name} on PATH (qemu/setup-host installs it)"))
 }
