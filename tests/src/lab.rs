@@ -73,14 +73,7 @@ impl Lab {
         );
         let disk = Disk::fresh(name);
         provision(&disk, &broker, manifest_url.as_deref(), update_lines);
-        let status = broker.subscribe(
-            SERVICE,
-            &[
-                &format!("hearth/device/{DEVICE_ID}/status"),
-                "hearth/test/probe",
-            ],
-            "hearth/test/probe",
-        );
+        let status = status_subscription(&broker);
         Lab {
             broker,
             vendor,
@@ -88,6 +81,15 @@ impl Lab {
             disk,
             status,
         }
+    }
+
+    /// The broker comes back after an outage ([`Broker::kill`]), and the
+    /// status subscription with it: [`Lab::wait_status`] counts from 0
+    /// again. The test broker keeps nothing on disk, so retained messages
+    /// (the release) are gone.
+    pub fn restart_broker(&mut self) {
+        self.broker.spawn();
+        self.status = status_subscription(&self.broker);
     }
 
     /// Boots the device with the two guestfwd rules.
@@ -216,6 +218,19 @@ fn find_swu(root: &Path, version: &str) -> PathBuf {
         }
     }
     panic!("no .swu of {version} under {}", root.display());
+}
+
+/// The test's subscription to the device's status (mosquitto_sub ends when
+/// the broker goes away).
+fn status_subscription(broker: &Broker) -> Sub {
+    broker.subscribe(
+        SERVICE,
+        &[
+            &format!("hearth/device/{DEVICE_ID}/status"),
+            "hearth/test/probe",
+        ],
+        "hearth/test/probe",
+    )
 }
 
 /// Writes the device's factory data into its /data partition (offline):

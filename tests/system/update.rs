@@ -214,6 +214,53 @@ fn a_release_that_fails_its_health_check_rolls_back_and_is_not_retried() {
     device.powerdown();
 }
 
+/// An uplink outage during the trial boot (issue #14, item 6). The broker is
+/// down for the whole first trial of 9.1.0, so its health check reaches no
+/// vendor server and the device falls back. That must only delay the
+/// release: once the old slot hears from the vendor again, 9.1.0 is tried
+/// again and committed. (Before, the first such fallback refused 9.1.0 for
+/// good, so an attacker who cut the uplink for five minutes kept a security
+/// fix off the device.) A release whose check fails on the device itself is
+/// still refused at once: `a_release_that_fails_its_health_check_...`.
+#[test]
+fn an_outage_during_the_trial_boot_delays_a_release_but_does_not_refuse_it() {
+    let mut lab = Lab::with_update_config("update-outage", None, "health_timeout_secs = 45\n");
+    let mut device = lab.boot("boot1");
+    device.wait_ready();
+    lab.wait_status(0, long(), "from the device", |s| s["state"] == "idle");
+    let release = lab.vendor.release("9.1.0", Kind::Good, 1, false);
+    lab.announce(&release);
+    device.wait_for("Hearth: trial boot 1 of 1 of slot B", long());
+    lab.broker.kill();
+    device.wait_for(
+        "Hearth: slot B failed 1 trial boot(s); falling back",
+        long(),
+    );
+    // The uplink is back (and the vendor publishes its retained release
+    // again: the test broker keeps nothing on disk).
+    lab.restart_broker();
+    let (seen, status) = lab.wait_status(0, long(), "rolled back, to be tried again", |s| {
+        s["update"]["last_result"]["outcome"] == "rolled-back"
+    });
+    let detail = status["update"]["last_result"]["detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        detail.contains("could not reach the vendor") && detail.contains("try 9.1.0 again"),
+        "the owner is told why and that it is not the end: {status}"
+    );
+    assert_eq!(
+        status["update"]["refused_versions"],
+        serde_json::json!([]),
+        "an outage does not refuse the release: {status}"
+    );
+    lab.announce(&release);
+    device.wait_for("Hearth: trial boot 1 of 1 of slot B", long());
+    let (_, status) = lab.wait_status(seen, long(), "9.1.0 committed", committed("9.1.0"));
+    assert_eq!(status["update"]["running_slot"], "B", "{status}");
+    device.powerdown();
+}
+
 #[test]
 fn tampered_older_and_foreign_releases_are_refused_with_a_reason() {
     let lab = Lab::new("update-tamper", false);

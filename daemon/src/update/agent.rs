@@ -151,39 +151,100 @@ pub struct Memory {
     /// Versions that fell back once without a failed health check (a power
     /// cut or a crash during the trial boot): tried once more.
     pub unexplained: Vec<Version>,
+    /// The version on trial that was healthy but could not reach the vendor
+    /// (set before the reboot that gives it up).
+    pub offline: Option<Version>,
+    /// Versions that fell back because the network was unreachable during
+    /// their trial, with how many times.
+    pub offline_fallbacks: Vec<(Version, u32)>,
+}
+
+/// What a fallback from a trial boot means for the release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// Never installed again.
+    Refused,
+    /// Tried once more (the fallback is unexplained: a power cut, a crash).
+    TryOnceMore,
+    /// Tried again once a manifest arrives, which shows that the network
+    /// works; `left` more offline trials before it is refused.
+    TryWhenOnline { left: u32 },
 }
 
 impl Memory {
-    /// Records that `version` failed its trial boot; true when it is now
-    /// refused for good. A failed health check refuses at once; a fallback
-    /// without one (the power failed, or the slot never got that far) gets
-    /// one more attempt, so a badly timed power cut does not keep a good
-    /// release, or a security fix, off the device.
-    pub fn fell_back(&mut self, version: Version) -> bool {
-        let refuse = self.unhealthy == Some(version) || self.unexplained.contains(&version);
-        self.unhealthy = None;
-        self.pending = None;
-        if refuse {
-            self.unexplained.retain(|v| *v != version);
-            if !self.refused.contains(&version) {
-                self.refused.push(version);
-                if self.refused.len() > MAX_REFUSED {
-                    self.refused.remove(0);
+    /// Records that `version` failed its trial boot and says whether it is
+    /// tried again. A failed health check on the device itself refuses it
+    /// at once. A trial that was healthy but could not reach the vendor is
+    /// tried again, up to [`MAX_OFFLINE_TRIALS`] trials in all: an outage
+    /// (or an attacker cutting the uplink) must not keep a release, perhaps a
+    /// security fix, off the device for good, and a release that breaks
+    /// networking must not reboot the device for ever. A fallback without
+    /// either (the power failed, or the slot never got that far) gets one
+    /// more attempt.
+    pub fn fell_back(&mut self, version: Version) -> Fallback {
+        let outcome = if self.unhealthy == Some(version) {
+            Fallback::Refused
+        } else if self.offline == Some(version) {
+            let tries = match self
+                .offline_fallbacks
+                .iter_mut()
+                .find(|(v, _)| *v == version)
+            {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n
                 }
+                None => {
+                    keep_last(&mut self.offline_fallbacks, (version, 1));
+                    1
+                }
+            };
+            match MAX_OFFLINE_TRIALS.checked_sub(tries) {
+                Some(left) if left > 0 => Fallback::TryWhenOnline { left },
+                _ => Fallback::Refused,
             }
+        } else if self.unexplained.contains(&version) {
+            Fallback::Refused
         } else {
-            self.unexplained.push(version);
-            if self.unexplained.len() > MAX_REFUSED {
-                self.unexplained.remove(0);
+            keep_last(&mut self.unexplained, version);
+            Fallback::TryOnceMore
+        };
+        self.unhealthy = None;
+        self.offline = None;
+        self.pending = None;
+        if outcome == Fallback::Refused {
+            self.unexplained.retain(|v| *v != version);
+            self.offline_fallbacks.retain(|(v, _)| *v != version);
+            if !self.refused.contains(&version) {
+                keep_last(&mut self.refused, version);
             }
         }
-        refuse
+        outcome
     }
+}
+
+/// Appends `item`, dropping the oldest beyond [`MAX_REFUSED`].
+fn keep_last<T>(list: &mut Vec<T>, item: T) {
+    list.push(item);
+    if list.len() > MAX_REFUSED {
+        list.remove(0);
+    }
+}
+
+/// Why a slot on trial failed its health check.
+enum Unhealthy {
+    /// On the device itself: the release is refused.
+    Local(String),
+    /// Healthy, but neither the broker nor the manifest URL answered: the
+    /// release is tried again once the network works.
+    Offline(String),
 }
 
 const MEMORY_NAME: &str = "update-agent";
 /// At most this many refused versions are remembered.
 const MAX_REFUSED: usize = 32;
+/// Trial boots a release gets when only the network fails them.
+pub const MAX_OFFLINE_TRIALS: u32 = 3;
 /// A manifest whose install failed is tried again after this long (a new
 /// manifest is tried at once).
 const RETRY_AFTER: Duration = Duration::from_secs(3600);
@@ -371,7 +432,10 @@ impl Agent {
                 && !config.development_keys_marker.exists()
             {
                 return Err(format!(
-                    "the release root {} is a Hearth development key, whose private half is                      public, and this image is not marked as a development image ({} is                      missing): updates stay off. Build the image with your own keys (README,                      section Keys)",
+                    "the release root {} is a Hearth development key, whose private half is \
+                     public, and this image is not marked as a development image ({} is \
+                     missing): updates stay off. Build the image with your own keys (README, \
+                     section Keys)",
                     config.root_file.display(),
                     config.development_keys_marker.display()
                 ));
@@ -498,14 +562,17 @@ impl Agent {
             BootCase::RolledBack(installed) => {
                 let version = installed.as_ref().map(|i| i.version);
                 let mut memory = self.memory.get();
-                let refused = version.is_some_and(|v| memory.fell_back(v));
+                let fallback = version.map(|v| (v, memory.fell_back(v)));
                 let running = self.status.borrow().running_version.clone();
-                let detail = match version {
-                    Some(v) if refused => format!(
+                let detail = match fallback {
+                    Some((v, Fallback::Refused)) => format!(
                         "version {v} did not start correctly, so the device went back to {running}; {v} will not be installed again"
                     ),
-                    Some(v) => format!(
+                    Some((v, Fallback::TryOnceMore)) => format!(
                         "version {v} did not finish starting (for example, the power failed during its first start), so the device went back to {running}; it will try {v} once more"
+                    ),
+                    Some((v, Fallback::TryWhenOnline { left })) => format!(
+                        "version {v} started but could not reach the vendor's servers (the network or the servers were down), so the device went back to {running}; it will try {v} again once the network works ({left} more attempt(s))"
                     ),
                     None => "the last update did not start correctly, so the device went back to the previous software".to_owned(),
                 };
@@ -562,16 +629,35 @@ impl Agent {
     async fn check_and_commit(&mut self, installed: Option<Installed>) {
         self.set_status(|s| s.state = State::Checking);
         let limit = Duration::from_secs(self.config.health_timeout_secs);
-        let verdict = tokio::time::timeout(limit, self.health_check())
-            .await
-            .unwrap_or_else(|_| Err(format!("the health check did not finish within {limit:?}")));
-        if let Err(problem) = verdict {
+        let deadline = Instant::now() + limit;
+        // The device itself first, so a slot that is broken here is refused
+        // even while the network is down too.
+        let verdict = match tokio::time::timeout_at(deadline, self.device_health()).await {
+            Ok(Ok(())) => tokio::time::timeout_at(deadline, self.vendor_reachable())
+                .await
+                .map_err(|_| {
+                    Unhealthy::Offline(format!(
+                        "neither the fleet broker nor the manifest URL answered within {limit:?}"
+                    ))
+                }),
+            Ok(Err(problem)) => Err(Unhealthy::Local(problem)),
+            Err(_) => Err(Unhealthy::Local(format!(
+                "the checks on the device did not finish within {limit:?}"
+            ))),
+        };
+        if let Err(unhealthy) = verdict {
+            let version = installed.as_ref().map(|i| i.version);
+            let problem = match &unhealthy {
+                Unhealthy::Local(problem) | Unhealthy::Offline(problem) => problem,
+            };
             let error = format!(
                 "the new software failed its health check ({problem}); restarting into the previous software"
             );
             tracing::error!("{error}");
-            let version = installed.as_ref().map(|i| i.version);
-            self.remember(|m| m.unhealthy = version);
+            self.remember(|m| match unhealthy {
+                Unhealthy::Local(_) => m.unhealthy = version,
+                Unhealthy::Offline(_) => m.offline = version,
+            });
             self.set_status(|s| {
                 s.state = State::Rebooting;
                 s.last_error = Some(error.clone());
@@ -600,14 +686,39 @@ impl Agent {
         }
     }
 
-    async fn health_check(&self) -> Result<(), String> {
+    /// The checks on the device itself: the credentials, `/data`, the
+    /// vendor's hook.
+    async fn device_health(&self) -> Result<(), String> {
         // The credentials are readable (a broken store is not healthy).
         if self.app.access.status() == credentials::claim::Status::Broken {
             return Err("the owner's credentials cannot be read".into());
         }
         // /data is a mounted partition, not the read-only root.
         data_is_mounted(self.memory_dir())?;
-        // The vendor can still reach the device: MQTT or HTTPS.
+        if let Some(hook) = &self.config.health_hook {
+            let status = tokio::process::Command::new(hook)
+                .kill_on_drop(true)
+                .status()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "the vendor health hook {} could not run: {e}",
+                        hook.display()
+                    )
+                })?;
+            if !status.success() {
+                return Err(format!(
+                    "the vendor health hook {} said {status}",
+                    hook.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns once the vendor can reach the device: MQTT connects or the
+    /// manifest URL answers over HTTPS (at once when neither is set up).
+    async fn vendor_reachable(&self) {
         let mut fleet_up = self.fleet_up.clone();
         let mqtt = async {
             let _ = fleet_up.wait_for(|up| *up).await;
@@ -632,25 +743,6 @@ impl Agent {
                 () = https => {}
             }
         }
-        if let Some(hook) = &self.config.health_hook {
-            let status = tokio::process::Command::new(hook)
-                .kill_on_drop(true)
-                .status()
-                .await
-                .map_err(|e| {
-                    format!(
-                        "the vendor health hook {} could not run: {e}",
-                        hook.display()
-                    )
-                })?;
-            if !status.success() {
-                return Err(format!(
-                    "the vendor health hook {} said {status}",
-                    hook.display()
-                ));
-            }
-        }
-        Ok(())
     }
 
     fn app_has_fleet(&self) -> bool {
@@ -839,7 +931,10 @@ impl Agent {
                     s.last_error = Some(error);
                     s.release = None;
                     s.waiting = None;
+                    s.until = None;
                 });
+                // The refused manifest replaced the one that was waiting.
+                self.wake_at = None;
                 return;
             }
         };
@@ -1277,17 +1372,54 @@ mod tests {
             unhealthy: Some(v),
             ..Memory::default()
         };
-        assert!(memory.fell_back(v), "the health check failed: refused");
+        assert_eq!(
+            memory.fell_back(v),
+            Fallback::Refused,
+            "the health check failed"
+        );
         assert_eq!(memory.refused, [v]);
         assert_eq!(memory.unhealthy, None);
 
         let w: Version = "1.2.0".parse().unwrap();
         let mut memory = Memory::default();
-        assert!(!memory.fell_back(w), "a power cut gets one more try");
+        assert_eq!(memory.fell_back(w), Fallback::TryOnceMore, "a power cut");
         assert!(memory.refused.is_empty());
-        assert!(memory.fell_back(w), "twice: refused");
+        assert_eq!(memory.fell_back(w), Fallback::Refused, "twice");
         assert_eq!(memory.refused, [w]);
         assert!(memory.unexplained.is_empty());
+    }
+
+    #[test]
+    fn an_unreachable_network_is_retried_a_bounded_number_of_times() {
+        let v: Version = "1.3.0".parse().unwrap();
+        let mut memory = Memory::default();
+        for left in (1..MAX_OFFLINE_TRIALS).rev() {
+            memory.offline = Some(v);
+            assert_eq!(memory.fell_back(v), Fallback::TryWhenOnline { left });
+            assert!(memory.refused.is_empty());
+            assert_eq!(memory.offline, None);
+        }
+        memory.offline = Some(v);
+        assert_eq!(
+            memory.fell_back(v),
+            Fallback::Refused,
+            "the last offline trial"
+        );
+        assert_eq!(memory.refused, [v]);
+        assert!(memory.offline_fallbacks.is_empty());
+
+        // A power cut in between does not use up an offline trial, and an
+        // offline trial after it is still offline.
+        let w: Version = "1.4.0".parse().unwrap();
+        let mut memory = Memory::default();
+        assert_eq!(memory.fell_back(w), Fallback::TryOnceMore);
+        memory.offline = Some(w);
+        assert_eq!(
+            memory.fell_back(w),
+            Fallback::TryWhenOnline {
+                left: MAX_OFFLINE_TRIALS - 1
+            }
+        );
     }
 
     #[test]
