@@ -57,8 +57,9 @@ fn judged(s: &serde_json::Value) -> bool {
 ///    back (the broker's certificate is valid from two years back, so
 ///    the device still reports; systemd moves a clock that early up to
 ///    its own build date, months back, which is still below both floors)
-///    and a new signed manifest is retained on the release topic: refused before any check of the manifest, and
-///    the status says the clock was set back, naming as the floor the
+///    and a new signed manifest is retained on the release topic: refused
+///    before any check of the manifest, and the status says the clock was
+///    set back, naming as the floor the
 ///    signed time the device verified in step 1, so the time floor also
 ///    survived the reset. The vendor tool signs only at the current time
 ///    and refuses to write an expired manifest, so the replayed manifest
