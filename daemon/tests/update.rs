@@ -601,24 +601,29 @@ fn gate(d: &Daemon, running: &str) -> (swupdate_rs::Client, tempfile::TempDir) {
 /// minimum at the running version.
 #[test]
 fn swupdate_itself_refuses_a_release_older_than_the_running_one() {
-    // The device runs 2.0.0 (SWUpdate's -N and the gate's floor); the
-    // compromised hearthd's facts say 1.0.0.
-    let v = vendor();
-    let d = v.swupdate_builder().args(["-N", "2.0.0"]).start();
-    let (client, _gate) = gate(&d, "2.0.0");
-    let swu = v.build(&d, "older", "1.1.0", &["signer"], &image(12));
-    let manifest = manifest_json(&v, &swu, "signer", &[]);
-    let (reader, _) = counted(fs::read(&swu).unwrap());
-    let err = update::install(
-        &manifest,
-        |_| Ok(reader.clone()),
-        &v.trusted_root(),
-        &facts(),
-        Timestamp::now(),
-        &client,
-        &selection(&d),
-    )
-    .unwrap_err();
+    // A release of 1.1.0 through the gate of a device running `running`
+    // (SWUpdate's -N and the gate's floor); the compromised hearthd's facts
+    // say 1.0.0 whatever the device runs.
+    let install_1_1_0 = |running: &str| {
+        let v = vendor();
+        let d = v.swupdate_builder().args(["-N", running]).start();
+        let (client, _gate) = gate(&d, running);
+        let swu = v.build(&d, running, "1.1.0", &["signer"], &image(12));
+        let manifest = manifest_json(&v, &swu, "signer", &[]);
+        let (reader, _) = counted(fs::read(&swu).unwrap());
+        let result = update::install(
+            &manifest,
+            |_| Ok(reader.clone()),
+            &v.trusted_root(),
+            &facts(),
+            Timestamp::now(),
+            &client,
+            &selection(&d),
+        );
+        (result, d)
+    };
+    let (result, d) = install_1_1_0("2.0.0");
+    let err = result.unwrap_err();
     println!("older than the running version: {err}");
     assert!(matches!(err, UpdateError::Swupdate { .. }), "{err:?}");
     assert_not_armed(&d, "older than the running version");
@@ -626,21 +631,7 @@ fn swupdate_itself_refuses_a_release_older_than_the_running_one() {
         err.to_string().contains("No downgrading allowed"),
         "SWUpdate says why: {err}"
     );
-
-    // Control: the same release through the gate of a device running 1.0.0.
-    let d = v.swupdate_builder().args(["-N", "1.0.0"]).start();
-    let (client, _gate) = gate(&d, "1.0.0");
-    let swu = v.build(&d, "newer", "1.1.0", &["signer"], &image(12));
-    let manifest = manifest_json(&v, &swu, "signer", &[]);
-    let (reader, _) = counted(fs::read(&swu).unwrap());
-    update::install(
-        &manifest,
-        |_| Ok(reader.clone()),
-        &v.trusted_root(),
-        &facts(),
-        Timestamp::now(),
-        &client,
-        &selection(&d),
-    )
-    .expect("installs above the floor");
+    // Control: the same release on a device running 1.0.0.
+    let (result, _d) = install_1_1_0("1.0.0");
+    result.expect("installs above the floor");
 }
