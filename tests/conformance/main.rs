@@ -212,7 +212,7 @@ fn conformance_suite() {
 
     report.notes.extend(
         [
-            "Not covered yet: 5.1-2-2 across several fresh images (tests/system compares setup codes of two boots); 5.3-7 and 5.3-8 on the device (not observable from outside); another model's release and power cuts during an update as conformance units (tests/system's update tests cover them); conceptual cases for 5.1-2, 5.1-3, 5.1-5 and 5.3; sectxt over HTTPS; cargo audit. The ICS and IXIT (ics.md, ixit.md) are generated from the vendor file, the shipped configuration, the code's defaults and docs/compliance.md; the weakened-image run is its own test (weakened/report.md).",
+            "Not covered yet: 5.1-2-2 across several fresh images (tests/system compares setup codes of two boots); 5.3-7 and 5.3-8 on the device (not observable from outside); the update floors after a factory reset and with the clock set back a year (tests/system/floors.rs shows them on a device of its own; the suite's 5.3-2-2b covers an older version and 5.3-2-2g a key that a verified key ring revoked); another model's release and power cuts during an update as conformance units (tests/system's update tests cover them); conceptual cases for 5.1-2, 5.1-3, 5.1-5 and 5.3; sectxt over HTTPS; cargo audit. The ICS and IXIT (ics.md, ixit.md) are generated from the vendor file, the shipped configuration, the code's defaults and docs/compliance.md; the weakened-image run is its own test (weakened/report.md).",
             "cargo deny (licenses, bans, sources) runs as its own CI stage, not in this report; advisories need an offline database snapshot, which is not set up.",
         ]
         .map(str::to_owned),

@@ -16,7 +16,13 @@
 //!    meanwhile), claim, the default settings;
 //! 2. misuse, each announced over MQTT and refused with its reason in the
 //!    status: a bad signature, an older version, a flipped artifact byte, an
-//!    update server with a certificate from another CA (MITM);
+//!    update server with a certificate from another CA (MITM); then the
+//!    vendor rotates its signing key (key ring 2 revokes the key used so
+//!    far) and announces 9.1.0 under ring 2 with its rollout a month away
+//!    (verified, not installed), and a manifest signed by the revoked key
+//!    under ring 1 is refused before any download. From here on the
+//!    device's key-ring floor is 2: the security release 9.2.0 below is
+//!    signed by the new key under ring 2;
 //! 3. the owner turns automatic updates off (the security release is then
 //!    only offered, with its notes), postpones it, turns them on again;
 //! 4. the vendor's postponement limit for security releases runs out and the
@@ -82,9 +88,10 @@ fn empty_cases() -> Vec<(Case, usize)> {
                 "Where the device is not resource-constrained it has an update mechanism for the \
                  secure installation of updates, and it verifies their authenticity and integrity \
                  itself (5.3-9); TS 103 701 5.3-2-2: the tester attempts misuse (man in the middle, \
-                 rollback, a flipped byte in a signed image, resuming after a failure).",
+                 rollback, a flipped byte in a signed image, a key the vendor revoked, resuming \
+                 after a failure).",
             ),
-            6,
+            7,
         ),
         (
             Case::new(
@@ -286,6 +293,21 @@ fn brief(status: &Value) -> String {
     )
 }
 
+/// The host's UTC time `relative` (GNU `date -d`, e.g. "+30 days") in
+/// RFC 3339.
+fn utc_date(relative: &str) -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", relative, "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .expect("run date");
+    assert!(out.status.success(), "date -d {relative:?} failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The release notes of the manifest signed by the revoked key (so its
+/// status can be told from the offer under key ring 2).
+const REVOKED_NOTES: &str = "https://example.com/hearth/releases/9.1.0-revoked-key";
+
 /// Seconds of the day of an RFC 3339 time ("2026-11-28T15:40:01Z").
 fn seconds_of_day(time: &str) -> Option<i64> {
     let clock = time.get(11..19)?;
@@ -306,13 +328,36 @@ fn session(out: &mut Cases) {
     );
     let offered_file = lab.server.root.join(format!("{MODEL}/{OFFERED}"));
 
-    // The releases are built while the device boots.
+    // The releases are built while the device boots. The key rotation
+    // (5.3-2-2g): key ring 2 certifies a new signing key and revokes the
+    // development key K that signed everything so far; 9.1.0 under ring 2
+    // rolls out in a month; an attacker holding K signs 9.1.0 under ring 1
+    // (root-signed, unexpired: good but for the floor); the security
+    // release 9.2.0 is signed again under ring 2 for the install.
+    let rollout = utc_date("+30 days");
     let (mut device, ready, releases) = std::thread::scope(|scope| {
         let builder = scope.spawn(|| {
             let a = lab.vendor.release("9.1.0", Kind::Good, 1, false);
             let old = lab.vendor.release("0.0.1", Kind::Good, 0, false);
             let g = lab.vendor.release("9.2.0", Kind::Good, 2, true);
-            (a, old, g)
+            let new_key = lab.vendor.signing_key("signing-2");
+            let ring_2 = lab.vendor.next_keyring_revoking_the_dev_key(&new_key);
+            let a_ring_2 = lab.vendor.manifest_signed_with(
+                &a,
+                &new_key,
+                &ring_2,
+                "https://example.com/hearth/releases/9.1.0-ring-2",
+                &["--rollout-start", &rollout],
+            );
+            let a_revoked = lab.vendor.manifest_again(&a, REVOKED_NOTES);
+            let g_ring_2 = lab.vendor.manifest_signed_with(
+                &g,
+                &new_key,
+                &ring_2,
+                "https://example.com/hearth/releases/9.2.0",
+                &[],
+            );
+            (a, old, g, (a_ring_2, a_revoked, g_ring_2))
         });
         let mut device = lab.boot("updates");
         device.wait_ready();
@@ -320,7 +365,7 @@ fn session(out: &mut Cases) {
         let releases = builder.join().expect("building the releases");
         (device, ready, releases)
     });
-    let (a, old, g): (Release, Release, Release) = releases;
+    let (a, old, g, (a_ring_2, a_revoked, g_ring_2)): (Release, Release, Release, _) = releases;
     let owner = claim(&device);
     let (mut seen, first) = lab.wait_status(0, long(), "from the device", |s| s["state"] == "idle");
     let running = first["version"].as_str().unwrap_or_default().to_owned();
@@ -499,12 +544,98 @@ fn session(out: &mut Cases) {
          certificate failure in the status; still slot A",
         mitm.clone(),
     );
+
+    // g) a key the vendor revoked in a key ring the device has only
+    // verified. The vendor's 9.1.0 under key ring 2 waits for its rollout
+    // (nothing is installed); then the attacker's 9.1.0, signed by the
+    // revoked key K under ring 1, is announced. A device whose key-ring
+    // floor rose only at an install would accept ring 1 and download it.
+    let ring_2_json: Value =
+        serde_json::from_slice(&a_ring_2.manifest_bytes()).expect("manifest JSON");
+    let revoked_id = system_tests::releases::Vendor::dev_signing_key_id();
+    let revoked_in_ring_2 = ring_2_json["keyring"]["keyring"]["version"] == 2
+        && ring_2_json["keyring"]["keyring"]["keys"]
+            .as_array()
+            .is_some_and(|keys| keys.iter().all(|k| k["key_id"] != revoked_id.as_str()));
+    let attacker_json: Value =
+        serde_json::from_slice(&a_revoked.manifest_bytes()).expect("manifest JSON");
+    let attacker_key = attacker_json["manifest"]["key_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let by_revoked_key =
+        attacker_key == revoked_id && attacker_json["keyring"]["keyring"]["version"] == 1;
+    let before = lab.artifact_requests();
+    lab.announce(&a_ring_2);
+    let (next, waiting_ring_2) =
+        lab.wait_status(seen, REFUSAL_LIMIT, "9.1.0 under key ring 2 waiting", |s| {
+            s["state"] == "available" && s["update"]["release"]["version"] == "9.1.0"
+        });
+    seen = next;
+    lab.announce(&a_revoked);
+    // The first judgement of the attacker's manifest: refused, being
+    // fetched or installed, or waiting as an offer.
+    let (next, judged) = lab.wait_status(
+        seen,
+        REFUSAL_LIMIT,
+        "the revoked key's manifest judged",
+        |s| {
+            matches!(
+                s["state"].as_str(),
+                Some("failed" | "downloading" | "installing" | "rebooting")
+            ) || (s["state"] == "available"
+                && s["update"]["release"]["release_notes"] == REVOKED_NOTES)
+        },
+    );
+    seen = next;
+    let fetched = lab.artifact_requests() - before;
+    let error = last_error(&judged);
+    let revoked_ok = revoked_in_ring_2
+        && by_revoked_key
+        && waiting_ring_2["update"]["until"].is_string()
+        && judged["state"] == "failed"
+        && error.contains("key ring is version 1, older than version 2")
+        && still_a(&judged)
+        && fetched == 0;
+    out.get("5.3-2-2").check(
+        "5.3-2-2g a release signed by a key that a verified key ring revoked",
+        revoked_ok,
+        "the vendor's key ring 2 (root-signed) certifies a new signing key and revokes the key K that \
+         signed every release so far; 9.1.0 under ring 2 with its rollout a month away is verified \
+         and waits (nothing installed). Then 9.1.0 signed by K under ring 1 (root-signed, not expired, \
+         newer than what runs) is refused before any download, the status naming the key-ring floor \
+         that verifying ring 2 raised; still slot A",
+        vec![
+            format!(
+                "key ring 2 (version {}): keys {}; the revoked development key {revoked_id} absent: {revoked_in_ring_2}",
+                ring_2_json["keyring"]["keyring"]["version"],
+                ring_2_json["keyring"]["keyring"]["keys"]
+                    .as_array()
+                    .map(|keys| keys.iter().map(|k| k["key_id"].to_string()).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            ),
+            format!(
+                "announced on hearth/{MODEL}/release: 9.1.0 signed by the new key under key ring 2, rollout start {}",
+                ring_2_json["manifest"]["rollout"]["start"]
+            ),
+            brief(&waiting_ring_2),
+            format!(
+                "announced: 9.1.0 signed by key {attacker_key} (the revoked development key: {}) under key ring {} (a fresh manifest, release notes {REVOKED_NOTES})",
+                attacker_key == revoked_id,
+                attacker_json["keyring"]["keyring"]["version"]
+            ),
+            brief(&judged),
+            format!("artifact requests caused by the two announcements: {fetched}"),
+        ],
+    );
+    let status = judged;
+
     let console = device.serial();
     out.get("5.3-2-2").check(
         "5.3-2-2f after the refusals the device runs its slot",
         !console.contains("trial boot") && still_a(&status),
-        "after the four misuse attempts the device still runs its version on slot A, and the console \
-         shows no trial boot (nothing was armed)",
+        "after the five misuse attempts (a-d, g) the device still runs its version on slot A, and the \
+         console shows no trial boot (nothing was armed)",
         vec![
             format!("running {running} on slot A: {}", still_a(&status)),
             format!("console lines with 'trial boot': {}", console.matches("trial boot").count()),
@@ -516,7 +647,8 @@ fn session(out: &mut Cases) {
         signature_refused,
         "the signature of the release manifest is checked against the root of trust in the read-only \
          image before anything is fetched (5.3-2-2a); the vendor's correctly signed releases are \
-         accepted (5.3-2-2c and the install below)",
+         accepted (5.3-2-2c, the offer under key ring 2 in 5.3-2-2g, and the install below, signed \
+         by the new key under key ring 2)",
         bad_signature,
     );
     out.get("5.3-10-2").check(
@@ -538,8 +670,10 @@ fn session(out: &mut Cases) {
         s["update"]["automatic"] == false
     });
     seen = next;
-    std::fs::write(&offered_file, g.manifest_bytes()).expect("the offered manifest");
-    lab.announce(&g);
+    // Signed by the new key under key ring 2: the device's key-ring floor
+    // is 2 since 5.3-2-2g, so ring 1's manifest of 9.2.0 would be refused.
+    std::fs::write(&offered_file, g_ring_2.manifest_bytes()).expect("the offered manifest");
+    lab.announce(&g_ring_2);
     let announced = Instant::now();
     let (next, offered) = lab.wait_status(seen, long(), "the security release offered", |s| {
         s["update"]["state"] == "available" && s["update"]["release"]["version"] == "9.2.0"
