@@ -222,6 +222,12 @@ fn a_release_that_fails_its_health_check_rolls_back_and_is_not_retried() {
 /// good, so an attacker who cut the uplink for five minutes kept a security
 /// fix off the device.) A release whose check fails on the device itself is
 /// still refused at once: `a_release_that_fails_its_health_check_...`.
+///
+/// Then, on the same device (the floors rise only with an install): a
+/// factory reset must not reopen the rollback (issue #14, item 4). 9.1.0
+/// carried security version 1; after the reset a newer-looking 9.2.0 with
+/// security version 0 (it would bring back what 1 fixed) is still refused.
+/// (Before, the reset erased the update record and its floors dropped to 0.)
 #[test]
 fn an_outage_during_the_trial_boot_delays_a_release_but_does_not_refuse_it() {
     let mut lab = Lab::with_update_config("update-outage", None, "health_timeout_secs = 45\n");
@@ -256,8 +262,28 @@ fn an_outage_during_the_trial_boot_delays_a_release_but_does_not_refuse_it() {
     );
     lab.announce(&release);
     device.wait_for("Hearth: trial boot 1 of 1 of slot B", long());
-    let (_, status) = lab.wait_status(seen, long(), "9.1.0 committed", committed("9.1.0"));
+    let (seen, status) = lab.wait_status(seen, long(), "9.1.0 committed", committed("9.1.0"));
     assert_eq!(status["update"]["running_slot"], "B", "{status}");
+
+    let unfixed = lab.vendor.release("9.2.0", Kind::Good, 0, false);
+    device.press_reset();
+    let (seen, _) = lab.wait_status(seen, long(), "offline for the reset", |s| {
+        s["state"] == "offline"
+    });
+    let fetched = lab.artifact_requests();
+    lab.announce(&unfixed);
+    let (_, status) = lab.wait_status(seen, long(), "9.2.0 judged", |s| {
+        s["update"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("9.2.0") || e.contains("security version"))
+            || s["state"] == "downloading"
+    });
+    let error = status["update"]["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("below this device's floor 1"),
+        "the security floor survived the reset: {status}"
+    );
+    assert_eq!(lab.artifact_requests(), fetched, "nothing was downloaded");
     device.powerdown();
 }
 
