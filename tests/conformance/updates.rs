@@ -293,17 +293,6 @@ fn brief(status: &Value) -> String {
     )
 }
 
-/// The host's UTC time `relative` (GNU `date -d`, e.g. "+30 days") in
-/// RFC 3339.
-fn utc_date(relative: &str) -> String {
-    let out = std::process::Command::new("date")
-        .args(["-u", "-d", relative, "+%Y-%m-%dT%H:%M:%SZ"])
-        .output()
-        .expect("run date");
-    assert!(out.status.success(), "date -d {relative:?} failed");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// The release notes of the manifest signed by the revoked key (so its
 /// status can be told from the offer under key ring 2).
 const REVOKED_NOTES: &str = "https://example.com/hearth/releases/9.1.0-revoked-key";
@@ -334,7 +323,7 @@ fn session(out: &mut Cases) {
     // rolls out in a month; an attacker holding K signs 9.1.0 under ring 1
     // (root-signed, unexpired: good but for the floor); the security
     // release 9.2.0 is signed again under ring 2 for the install.
-    let rollout = utc_date("+30 days");
+    let rollout = system_tests::utc_date("+30 days", "%Y-%m-%dT%H:%M:%SZ");
     let (mut device, ready, releases) = std::thread::scope(|scope| {
         let builder = scope.spawn(|| {
             let a = lab.vendor.release("9.1.0", Kind::Good, 1, false);

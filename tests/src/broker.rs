@@ -43,11 +43,7 @@ fn backdate_server_certificate(pki: &Path, since: &str) {
         db.display()
     );
     std::fs::write(db.join("ca.cnf"), config).expect("CA config");
-    let until = Command::new("date")
-        .args(["-u", "-d", "+30 days", "+%Y%m%d%H%M%SZ"])
-        .output()
-        .expect("run date");
-    let until = String::from_utf8_lossy(&until.stdout).trim().to_owned();
+    let until = crate::utc_date("+30 days", "%Y%m%d%H%M%SZ");
     let csr = db.join("broker.csr");
     let steps: [Vec<std::ffi::OsString>; 2] = [
         vec![

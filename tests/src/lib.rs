@@ -94,6 +94,17 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port in {low}..{}", low + span);
 }
 
+/// The host's UTC time `relative` to now (GNU `date -d`, e.g. "+30 days",
+/// "1 year ago") in a `date` `format` (e.g. `%Y-%m-%dT%H:%M:%SZ`).
+pub fn utc_date(relative: &str, format: &str) -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", relative, &format!("+{format}")])
+        .output()
+        .expect("run date");
+    assert!(out.status.success(), "date -d {relative:?} failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// Where failing tests leave their serial logs.
 pub fn artifacts_dir() -> PathBuf {
     repo_root().join("tests/artifacts")

@@ -4,7 +4,6 @@
 //! `daemon/src/update/record.rs` and `persist.rs` prove the rules; this
 //! proves the device keeps them.
 
-use std::process::Command;
 use std::time::Duration;
 
 use system_tests::lab::Lab;
@@ -12,16 +11,6 @@ use system_tests::releases::Kind;
 
 fn long() -> Duration {
     system_tests::boot_timeout()
-}
-
-/// The host's UTC time `relative` (GNU `date -d`) in `format`.
-fn date(relative: &str, format: &str) -> String {
-    let out = Command::new("date")
-        .args(["-u", "-d", relative, &format!("+{format}")])
-        .output()
-        .expect("run date");
-    assert!(out.status.success(), "date -d {relative:?} failed");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` of an RFC 3339 time, for comparing two of them.
@@ -67,9 +56,12 @@ fn judged(s: &serde_json::Value) -> bool {
 ///    check of the manifest, so it is refused the same way.
 #[test]
 fn a_revoked_key_an_erased_floor_and_a_clock_set_back_do_not_reopen_old_releases() {
-    let started = date("now", "%Y-%m-%dT%H:%M:%SZ");
-    let year_back = date("1 year ago", "%Y-%m-%dT%H:%M:%S");
-    let lab = Lab::with_server_valid_since("floors", &date("2 years ago", "%Y%m%d%H%M%SZ"));
+    let started = system_tests::utc_date("now", "%Y-%m-%dT%H:%M:%SZ");
+    let year_back = system_tests::utc_date("1 year ago", "%Y-%m-%dT%H:%M:%S");
+    let lab = Lab::with_server_valid_since(
+        "floors",
+        &system_tests::utc_date("2 years ago", "%Y%m%d%H%M%SZ"),
+    );
 
     // The vendor: 9.1.0 under the development key ring (version 1, key K)
     // is what the attacker replays; key ring 2 certifies a new key and
@@ -77,7 +69,7 @@ fn a_revoked_key_an_erased_floor_and_a_clock_set_back_do_not_reopen_old_releases
     let under_ring_1 = lab.vendor.release("9.1.0", Kind::Good, 1, false);
     let new_key = lab.vendor.signing_key("signing-2");
     let ring_2 = lab.vendor.next_keyring_revoking_the_dev_key(&new_key);
-    let in_a_month = date("+30 days", "%Y-%m-%dT%H:%M:%SZ");
+    let in_a_month = system_tests::utc_date("+30 days", "%Y-%m-%dT%H:%M:%SZ");
     let under_ring_2 = lab.vendor.manifest_signed_with(
         &under_ring_1,
         &new_key,
