@@ -63,10 +63,12 @@ pub fn run(out_dir: &Path) -> Result<Audit, String> {
     let started = Instant::now();
     let image = audit_image();
     if std::env::var_os("HEARTH_AUDIT_IMAGE").is_none() {
+        let attack = attack_files()?;
         // --no-cargo: the same hearthd binary as the product image (the
         // manifests below show whether it is).
         let out = Command::new(system_tests::repo_root().join("qemu/build-image"))
             .args(["--variant", "audit", "--no-cargo"])
+            .env("HEARTH_AUDIT_ATTACK_DIR", attack.path())
             .output()
             .map_err(|e| format!("qemu/build-image did not start: {e}"))?;
         if !out.status.success() {
@@ -94,6 +96,32 @@ pub fn run(out_dir: &Path) -> Result<Audit, String> {
         differences,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The version of the older release the downgrade attempt tries to install.
+const OLDER: &str = "0.0.1";
+
+/// What the probe's downgrade attempt needs inside the audit image: the
+/// attacker (`hearth-downgrade-attempt`, run as user hearth) and an older
+/// release, properly signed with the development key the image trusts. Its
+/// root file system is 1 MiB of zeros: SWUpdate must refuse it on its
+/// version, before any of it is written.
+fn attack_files() -> Result<tempfile::TempDir, String> {
+    let dir = tempfile::Builder::new()
+        .prefix("hearth-audit-attack-")
+        .tempdir()
+        .map_err(|e| format!("temporary directory: {e}"))?;
+    let attacker = dir.path().join("hearth-downgrade-attempt");
+    std::fs::copy(env!("CARGO_BIN_EXE_hearth-downgrade-attempt"), &attacker)
+        .map_err(|e| format!("copy hearth-downgrade-attempt: {e}"))?;
+    let vendor = system_tests::releases::Vendor::new();
+    let rootfs = vendor.path("zeros.ext4");
+    std::fs::write(&rootfs, vec![0u8; 1 << 20])
+        .map_err(|e| format!("{}: {e}", rootfs.display()))?;
+    let swu = vendor.swu_of(&rootfs, system_tests::releases::MODEL, OLDER);
+    std::fs::copy(&swu, dir.path().join("older.swu"))
+        .map_err(|e| format!("copy {}: {e}", swu.display()))?;
+    Ok(dir)
 }
 
 /// QEMU through `qemu/boot` in its own process group; killed on drop.
@@ -339,6 +367,66 @@ pub fn ss_case(audit: &Result<Audit, String>) -> Case {
     );
     image_unit(&mut case, audit);
     case
+}
+
+/// 5.3-2-2h: a compromised hearthd asks SWUpdate for an older release. The
+/// probe's `downgrade` section, run as user hearth: SWUpdate's own socket
+/// must refuse the connection, and through the update gate an older,
+/// properly signed release must be refused even after asking for every
+/// version from 0.0.0.
+pub fn downgrade_unit(case: &mut Case, audit: &Result<Audit, String>) {
+    const NAME: &str = "5.3-2-2h a compromised daemon asks SWUpdate for an older version";
+    let audit = match audit {
+        Ok(a) => a,
+        Err(e) if e.starts_with(SKIPPED) => {
+            case.not_tested(NAME, e);
+            return;
+        }
+        Err(e) => {
+            case.check(
+                NAME,
+                false,
+                &format!("the audit boot failed: {e}"),
+                Vec::new(),
+            );
+            return;
+        }
+    };
+    let lines = audit.section("downgrade");
+    let exit = audit.exit_of("downgrade").unwrap_or_default();
+    if exit == "exit 78" {
+        case.not_tested(
+            NAME,
+            &format!("this audit image has no attack files: {}", lines.join("; ")),
+        );
+        return;
+    }
+    let step = |name: &str| {
+        let prefix = format!("{name}: ");
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or("(no line)")
+    };
+    let direct_refused = step("direct").starts_with("refused:");
+    let gate = step("gate");
+    // SWUpdate's words for a release below its minimum version.
+    let gate_refused =
+        gate.starts_with("refused:") && gate.to_ascii_lowercase().contains("version");
+    let mut evidence: Vec<String> = lines.iter().map(|l| format!("downgrade: {l}")).collect();
+    evidence.push(format!("downgrade section: {exit}"));
+    case.check(
+        NAME,
+        exit == "exit 0" && direct_refused && gate_refused,
+        &format!(
+            "inside the audit image, as user hearth with hearthd's groups: SWUpdate's own control \
+             socket refuses the connection (only hearth-update-gate may use it), and through the \
+             gate, after asking for every version from 0.0.0, a properly signed release {OLDER} \
+             is refused by SWUpdate on its version (the gate raised the range to the running \
+             version)"
+        ),
+        evidence,
+    );
 }
 
 /// The unit that says what was booted: how the audit image differs.

@@ -152,27 +152,7 @@ impl Vendor {
         security: bool,
     ) -> Release {
         let rootfs = self.rootfs(version, kind);
-        let swu = self.path(&format!("hearth-{version}.swu"));
-        let keys = crate::repo_root().join(DEV_KEYS);
-        let signer = keys.join("hearth-dev-signing");
-        self.run(&[
-            "build",
-            "--rootfs",
-            &rootfs.display().to_string(),
-            "--version",
-            version,
-            "--model",
-            model,
-            "--hw-revision",
-            REVISION,
-            "--signer",
-            &signer.display().to_string(),
-            "--zstd-level",
-            "3",
-            "--out",
-            &swu.display().to_string(),
-            "--dev",
-        ]);
+        let swu = self.swu_of(&rootfs, model, version);
         let _ = std::fs::remove_file(&rootfs);
         let manifest = self.path(&format!("hearth-{version}.manifest.json"));
         let notes = format!("https://example.com/hearth/releases/{version}");
@@ -193,6 +173,33 @@ impl Vendor {
             security_version,
             security,
         }
+    }
+
+    /// A `.swu` of any root file system as `version` of `model`, signed with
+    /// the development key (no manifest, not published). The audit image's
+    /// downgrade attempt carries a small one.
+    pub fn swu_of(&self, rootfs: &Path, model: &str, version: &str) -> PathBuf {
+        let swu = self.path(&format!("hearth-{version}.swu"));
+        let signer = crate::repo_root().join(DEV_KEYS).join("hearth-dev-signing");
+        self.run(&[
+            "build",
+            "--rootfs",
+            &rootfs.display().to_string(),
+            "--version",
+            version,
+            "--model",
+            model,
+            "--hw-revision",
+            REVISION,
+            "--signer",
+            &signer.display().to_string(),
+            "--zstd-level",
+            "3",
+            "--out",
+            &swu.display().to_string(),
+            "--dev",
+        ]);
+        swu
     }
 
     /// A second signed manifest for `release`'s artifact (same version,
