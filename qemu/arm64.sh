@@ -123,6 +123,13 @@ cross_build() {
     say "hearthd, hearth-update-gate: cargo build --release --target $rust_target (the first build takes minutes)"
     (
         cd "$repo"
+        # Run from a test (tests/system/board.rs), the environment holds the
+        # test's CARGO_PKG_*, CARGO_MANIFEST_* and OUT_DIR; ring's build
+        # script tracks them, so cargo would rebuild ring and all above it.
+        for v in $(compgen -e); do
+            case "$v" in CARGO_PKG_* | CARGO_MANIFEST_* | CARGO_CRATE_NAME | CARGO_BIN_* | \
+                CARGO_PRIMARY_PACKAGE | CARGO_TARGET_TMPDIR | OUT_DIR) unset "$v" ;; esac
+        done
         export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
         export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
         export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar

@@ -445,13 +445,38 @@ fn replace_file(fs: &Path, path: &str, content: &[u8], scratch: &Path) {
     assert_eq!(back, content, "debugfs did not write {path}");
 }
 
+/// `cargo` without the running test's CARGO_PKG_*, CARGO_MANIFEST_* and
+/// OUT_DIR: ring's build script tracks them, so with them cargo would
+/// rebuild ring and everything above it in the release build that
+/// qemu/build-image made from a shell.
+fn cargo_as_from_a_shell() -> Command {
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let the_tests = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+            ]
+            .contains(&name.as_ref());
+        if the_tests {
+            cargo.env_remove(name.as_ref());
+        }
+    }
+    cargo
+}
+
 /// `hearth-release` from this workspace, built if needed, or the one
 /// `HEARTH_RELEASE_TOOL` names (a prebuilt binary of the same source).
 fn release_tool() -> PathBuf {
     if let Some(tool) = std::env::var_os("HEARTH_RELEASE_TOOL") {
         return PathBuf::from(tool);
     }
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let status = cargo_as_from_a_shell()
         .args([
             "build",
             "--release",
