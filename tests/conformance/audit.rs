@@ -1,7 +1,9 @@
 //! Looking inside the running system: the audit image (`qemu/build-image
-//! --variant audit`) is the product image plus `ss`, `lynis`, `ps` and a
-//! probe unit (`qemu/audit-overlay`) that prints the listening sockets and
-//! a lynis audit on the serial console once hearthd is up. The product image
+//! --variant audit`) is the product image plus `ss`, `lynis`, `ps`, a
+//! probe unit (`qemu/audit-overlay`) that prints the listening sockets, a
+//! compromised hearthd's downgrade attempt (5.3-2-2h) and a lynis audit on
+//! the serial console once hearthd is up, and the attempt's program and
+//! older release (`/usr/libexec/hearth-audit/attack`, not in the manifest). The product image
 //! has no login, so this is the only way in. The report shows how the audit
 //! image differs from the product image (its manifest against the product's).
 
@@ -105,7 +107,10 @@ const OLDER: &str = "0.0.1";
 /// attacker (`hearth-downgrade-attempt`, run as user hearth) and an older
 /// release, properly signed with the development key the image trusts. Its
 /// root file system is 1 MiB of zeros: SWUpdate must refuse it on its
-/// version, before any of it is written.
+/// version, before any of it is written. The release is kept in
+/// `qemu/cache/` (named for the signing certificate): signed afresh, its
+/// signing time would change the audit image's inputs and rebuild it on
+/// every run.
 fn attack_files() -> Result<tempfile::TempDir, String> {
     let dir = tempfile::Builder::new()
         .prefix("hearth-audit-attack-")
@@ -114,13 +119,28 @@ fn attack_files() -> Result<tempfile::TempDir, String> {
     let attacker = dir.path().join("hearth-downgrade-attempt");
     std::fs::copy(env!("CARGO_BIN_EXE_hearth-downgrade-attempt"), &attacker)
         .map_err(|e| format!("copy hearth-downgrade-attempt: {e}"))?;
-    let vendor = system_tests::releases::Vendor::new();
-    let rootfs = vendor.path("zeros.ext4");
-    std::fs::write(&rootfs, vec![0u8; 1 << 20])
-        .map_err(|e| format!("{}: {e}", rootfs.display()))?;
-    let swu = vendor.swu_of(&rootfs, system_tests::releases::MODEL, OLDER);
-    std::fs::copy(&swu, dir.path().join("older.swu"))
-        .map_err(|e| format!("copy {}: {e}", swu.display()))?;
+    let repo = system_tests::repo_root();
+    let cert = repo.join("yocto-layer/meta-hearth/files/dev-keys/hearth-dev-signing.cert.pem");
+    let cert = std::fs::read(&cert).map_err(|e| format!("{}: {e}", cert.display()))?;
+    let signer: String = ring::digest::digest(&ring::digest::SHA256, &cert).as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let cached = repo.join(format!("qemu/cache/audit-older-{OLDER}-{signer}.swu"));
+    if !cached.is_file() {
+        let vendor = system_tests::releases::Vendor::new();
+        let rootfs = vendor.path("zeros.ext4");
+        std::fs::write(&rootfs, vec![0u8; 1 << 20])
+            .map_err(|e| format!("{}: {e}", rootfs.display()))?;
+        let swu = vendor.swu_of(&rootfs, system_tests::releases::MODEL, OLDER);
+        let partial = cached.with_extension("partial");
+        std::fs::create_dir_all(repo.join("qemu/cache"))
+            .and_then(|()| std::fs::copy(&swu, &partial))
+            .and_then(|_| std::fs::rename(&partial, &cached))
+            .map_err(|e| format!("{}: {e}", cached.display()))?;
+    }
+    std::fs::copy(&cached, dir.path().join("older.swu"))
+        .map_err(|e| format!("copy {}: {e}", cached.display()))?;
     Ok(dir)
 }
 
@@ -408,22 +428,25 @@ pub fn downgrade_unit(case: &mut Case, audit: &Result<Audit, String>) {
             .find_map(|l| l.strip_prefix(&prefix))
             .unwrap_or("(no line)")
     };
-    let direct_refused = step("direct").starts_with("refused:");
+    // Refused for the reasons that matter, not for any reason: the socket's
+    // permissions, and SWUpdate's version check after the gate passed the
+    // range request (raised) on.
+    let direct_refused =
+        step("direct").starts_with("refused:") && step("direct").contains("Permission denied");
+    let range_asked = step("range").starts_with("acknowledged");
     let gate = step("gate");
-    // SWUpdate's words for a release below its minimum version.
-    let gate_refused =
-        gate.starts_with("refused:") && gate.to_ascii_lowercase().contains("version");
+    let gate_refused = gate.starts_with("refused:") && gate.contains("No downgrading allowed");
     let mut evidence: Vec<String> = lines.iter().map(|l| format!("downgrade: {l}")).collect();
     evidence.push(format!("downgrade section: {exit}"));
     case.check(
         NAME,
-        exit == "exit 0" && direct_refused && gate_refused,
+        exit == "exit 0" && direct_refused && range_asked && gate_refused,
         &format!(
             "inside the audit image, as user hearth with hearthd's groups: SWUpdate's own control \
-             socket refuses the connection (only hearth-update-gate may use it), and through the \
-             gate, after asking for every version from 0.0.0, a properly signed release {OLDER} \
-             is refused by SWUpdate on its version (the gate raised the range to the running \
-             version)"
+             socket refuses the connection with Permission denied (only hearth-update-gate may use \
+             it), and through the gate, which acknowledges the request for versions from 0.0.0, \
+             a properly signed release {OLDER} is refused by SWUpdate with \"No downgrading \
+             allowed\" (the gate raised the range to the running version)"
         ),
         evidence,
     );
@@ -441,7 +464,7 @@ fn image_unit(case: &mut Case, audit: &Audit) {
         Verdict::NotTested,
         &format!(
             "informative, no verdict: the audit image is the image under test plus ss (iproute2), lynis, ps \
-             (procps), their libraries and the probe unit. {} line(s) of the manifests differ, listed \
+             (procps), their libraries, the probe unit and the downgrade attempt's files. {} line(s) of the manifests differ, listed \
              below; any line besides those packages and their libraries (a newer Debian package, another \
              hearthd or layer file) means the audit image was built from different inputs, and the \
              findings apply to the image under test only as far as those lines allow. {} line(s) are not \

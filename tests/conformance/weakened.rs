@@ -24,9 +24,8 @@ fn a_weakened_image_fails_the_right_cases() {
         eprintln!("weakened run: skipped, HEARTH_CONFORMANCE_ONLY runs one part of the suite");
         return;
     }
-    let _one = crate::ONE_DEVICE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // The build needs no device turn; while it runs, the suite (started at
+    // the same moment) normally takes its turn first.
     let repo = system_tests::repo_root();
     let built = Command::new(repo.join("qemu/build-image"))
         .args(["--variant", "weak", "--no-cargo"])
@@ -36,6 +35,9 @@ fn a_weakened_image_fails_the_right_cases() {
         built.success(),
         "qemu/build-image --variant weak --no-cargo failed ({built})"
     );
+    let _one = crate::ONE_DEVICE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let out_dir = system_tests::artifacts_dir().join("conformance/weakened");
     let _ = std::fs::remove_dir_all(&out_dir);
     // The same test binary, running only the suite, against the weak image.
