@@ -179,13 +179,9 @@ impl Lab {
         Ok((index + 1, message.json()))
     }
 
-    /// Requests for `.swu` files the update server answered.
+    /// Requests for `.swu` files that reached the update server.
     pub fn artifact_requests(&self) -> usize {
-        self.server
-            .log()
-            .iter()
-            .filter(|r| r.path.ends_with(".swu"))
-            .count()
+        self.server.artifact_requests()
     }
 
     /// Where the update server keeps `release`'s artifact.

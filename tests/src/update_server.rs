@@ -10,7 +10,7 @@
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,8 @@ pub struct FailedHandshake {
 #[derive(Debug, Default)]
 struct Shared {
     log: Mutex<Vec<Logged>>,
+    /// Artifact (`.swu`) requests, counted as they arrive.
+    artifact_requests: AtomicUsize,
     /// Cut the next artifact (`.swu`) response after this many bytes.
     cut_next_after: AtomicU64,
     /// Pause per 64 KiB chunk, in microseconds (to watch progress).
@@ -103,8 +105,17 @@ impl UpdateServer {
         self.shared.pace_micros.store(micros, Ordering::Relaxed);
     }
 
+    /// Each response, logged once it is over (sent or cut off).
     pub fn log(&self) -> Vec<Logged> {
         self.shared.log.lock().expect("lock").clone()
+    }
+
+    /// How many artifact (`.swu`) requests have arrived. Counted on arrival,
+    /// not from [`log`](Self::log): a response still being written when the
+    /// guest rebooted is logged only when that connection dies, which once
+    /// made a count taken after the reboot look like a new fetch.
+    pub fn artifact_requests(&self) -> usize {
+        self.shared.artifact_requests.load(Ordering::Relaxed)
     }
 
     /// From now on, presents `cert`/`key` (PEM) instead of the real
@@ -196,6 +207,9 @@ fn serve(
         .nth(1)
         .unwrap_or("/")
         .to_owned();
+    if path.ends_with(".swu") {
+        state.artifact_requests.fetch_add(1, Ordering::Relaxed);
+    }
     let file = (!path.contains(".."))
         .then(|| root.join(path.trim_start_matches('/')))
         .filter(|p| p.is_file());
