@@ -3,9 +3,10 @@
 //! probe unit (`qemu/audit-overlay`) that prints the listening sockets, a
 //! compromised hearthd's downgrade attempt (5.3-2-2h) and a lynis audit on
 //! the serial console once hearthd is up, and the attempt's program and
-//! older release (`/usr/libexec/hearth-audit/attack`, not in the manifest). The product image
-//! has no login, so this is the only way in. The report shows how the audit
-//! image differs from the product image (its manifest against the product's).
+//! older release (`/usr/libexec/hearth-audit/attack`, not in the manifest).
+//! The product image has no login, so this is the only way in. The report
+//! shows how the audit image differs from the product image (its manifest
+//! against the product's).
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -431,8 +432,8 @@ pub fn downgrade_unit(case: &mut Case, audit: &Result<Audit, String>) {
     // Refused for the reasons that matter, not for any reason: the socket's
     // permissions, and SWUpdate's version check after the gate passed the
     // range request (raised) on.
-    let direct_refused =
-        step("direct").starts_with("refused:") && step("direct").contains("Permission denied");
+    let direct = step("direct");
+    let direct_refused = direct.starts_with("refused:") && direct.contains("Permission denied");
     let range_asked = step("range").starts_with("acknowledged");
     let gate = step("gate");
     let gate_refused = gate.starts_with("refused:") && gate.contains("No downgrading allowed");
