@@ -37,6 +37,9 @@ pub struct Device {
     /// continues it).
     earlier: String,
     power_cycles: u32,
+    /// Console length at the last look, and since when it has stayed so.
+    console_len: usize,
+    console_still_since: Instant,
 }
 
 /// What a device showed when it became ready.
@@ -111,6 +114,8 @@ impl Device {
             launch,
             earlier: String::new(),
             power_cycles: 0,
+            console_len: 0,
+            console_still_since: Instant::now(),
         }
     }
 
@@ -143,34 +148,8 @@ impl Device {
     /// consumed) and returns it.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
-        // QEMU 7.2 under TCG sometimes never comes back from the guest's
-        // reset: the console stops at "reboot: machine restart" and no
-        // firmware output follows, and a QMP system_reset does not help
-        // either (seen in CI). The guest has finished its shutdown by then,
-        // so the harness power-cycles QEMU, as a board's watchdog or its
-        // owner would, and says so.
-        let mut last_len = 0;
-        let mut still_since = Instant::now();
         loop {
-            let serial = self.serial();
-            if serial.len() != last_len {
-                last_len = serial.len();
-                still_since = Instant::now();
-            } else if serial.trim_end().ends_with("reboot: machine restart")
-                && still_since.elapsed() > Duration::from_secs(90)
-            {
-                eprintln!(
-                    "{}: QEMU hung after the guest's reboot for 90 s; power-cycling it (QEMU bug, see README)",
-                    self.label
-                );
-                assert!(
-                    self.power_cycles < 3,
-                    "{}: QEMU hung after a reboot for the 4th time",
-                    self.label
-                );
-                self.power_cycle();
-                still_since = Instant::now();
-            }
+            let serial = self.tend();
             if let Some(rest) = serial.get(self.seen..)
                 && let Some(at) = rest.find(needle)
                 && let Some(end) = rest[at..].find('\n')
@@ -199,6 +178,37 @@ impl Device {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
+    }
+
+    /// Looks after QEMU while a test waits for the device: returns the
+    /// console so far. QEMU 7.2 under TCG sometimes never comes back from
+    /// the guest's reset: the console stops at "reboot: machine restart" and
+    /// no firmware output follows, and a QMP system_reset does not help
+    /// either (seen in CI). The guest has finished its shutdown by then, so
+    /// after 90 s of that this power-cycles QEMU, as a board's watchdog or
+    /// its owner would, and says so. Every wait that spans a reboot must
+    /// call this (every [`Device::wait_for`] does).
+    pub fn tend(&mut self) -> String {
+        let serial = self.serial();
+        if serial.len() != self.console_len {
+            self.console_len = serial.len();
+            self.console_still_since = Instant::now();
+        } else if serial.trim_end().ends_with("reboot: machine restart")
+            && self.console_still_since.elapsed() > Duration::from_secs(90)
+        {
+            eprintln!(
+                "{}: QEMU hung after the guest's reboot for 90 s; power-cycling it (QEMU bug, see README)",
+                self.label
+            );
+            assert!(
+                self.power_cycles < 3,
+                "{}: QEMU hung after a reboot for the 4th time",
+                self.label
+            );
+            self.power_cycle();
+            self.console_still_since = Instant::now();
+        }
+        serial
     }
 
     /// Waits for hearthd's ready line, then for `/healthz` to answer over the
@@ -356,7 +366,8 @@ impl Device {
         }
     }
 
-    fn diagnostics(&self) -> String {
+    /// qemu/boot's stderr and the last console lines, for a failure message.
+    pub fn diagnostics(&self) -> String {
         let serial = self.serial();
         let tail: Vec<&str> = serial.lines().rev().take(40).collect();
         let stderr = std::fs::read_to_string(&self.boot_stderr).unwrap_or_default();

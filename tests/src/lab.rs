@@ -9,7 +9,7 @@
 //! conformance suite's 5.3 cases (`tests/conformance/updates.rs`).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::broker::{Broker, GUEST_HOST, Message, SERVICE, Sub};
 use crate::offline::Ext4;
@@ -149,25 +149,54 @@ impl Lab {
         what: &str,
         matches: impl Fn(&serde_json::Value) -> bool,
     ) -> Result<(usize, serde_json::Value), String> {
-        let found = self.status.wait_after(skip, limit, |m: &Message| {
-            m.topic.ends_with("/status")
-                && serde_json::from_str::<serde_json::Value>(&m.payload).is_ok_and(|v| matches(&v))
-        });
-        let Some(message) = found else {
-            let last: Vec<String> = self
+        match self
+            .status
+            .wait_after(skip, limit, status_matching(&matches))
+        {
+            Some(message) => Ok(self.found_status(skip, what, &message)),
+            None => Err(self.no_status(what, limit)),
+        }
+    }
+
+    /// [`Lab::wait_status`] for a wait that spans the device's reboot: it
+    /// looks after the device's QEMU meanwhile ([`Device::tend`]), and a
+    /// failure shows the device's console.
+    pub fn wait_status_across_reboot(
+        &self,
+        device: &mut Device,
+        skip: usize,
+        limit: Duration,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> (usize, serde_json::Value) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let look = Duration::from_secs(2);
+            if let Some(message) = self
                 .status
-                .all()
-                .iter()
-                .rev()
-                .take(5)
-                .map(|m| m.payload.clone())
-                .collect();
-            return Err(format!(
-                "no status {what} within {} s; the last ones (newest first):\n{}",
-                limit.as_secs(),
-                last.join("\n")
-            ));
-        };
+                .wait_after(skip, look, status_matching(&matches))
+            {
+                return self.found_status(skip, what, &message);
+            }
+            device.tend();
+            if Instant::now() >= deadline {
+                panic!(
+                    "{}
+{}",
+                    self.no_status(what, limit),
+                    device.diagnostics()
+                );
+            }
+        }
+    }
+
+    /// `message` (found after `skip`) and the count up to and including it.
+    fn found_status(
+        &self,
+        skip: usize,
+        what: &str,
+        message: &Message,
+    ) -> (usize, serde_json::Value) {
         let index = self
             .status
             .all()
@@ -176,7 +205,23 @@ impl Lab {
             .position(|m| m.payload == message.payload)
             .map_or(skip, |i| i + skip);
         eprintln!("status {what}: {}", message.payload);
-        Ok((index + 1, message.json()))
+        (index + 1, message.json())
+    }
+
+    fn no_status(&self, what: &str, limit: Duration) -> String {
+        let last: Vec<String> = self
+            .status
+            .all()
+            .iter()
+            .rev()
+            .take(5)
+            .map(|m| m.payload.clone())
+            .collect();
+        format!(
+            "no status {what} within {} s; the last ones (newest first):\n{}",
+            limit.as_secs(),
+            last.join("\n")
+        )
     }
 
     /// Requests for `.swu` files that reached the update server.
@@ -296,4 +341,14 @@ fn provision(disk: &Disk, broker: &Broker, manifest_url: Option<&str>, update_li
         String::from_utf8_lossy(&out.stderr)
     );
     disk.write_partition(DATA, &raw);
+}
+
+/// A status message whose JSON `matches`.
+fn status_matching(
+    matches: &impl Fn(&serde_json::Value) -> bool,
+) -> impl Fn(&Message) -> bool + '_ {
+    move |m: &Message| {
+        m.topic.ends_with("/status")
+            && serde_json::from_str::<serde_json::Value>(&m.payload).is_ok_and(|v| matches(&v))
+    }
 }

@@ -526,7 +526,7 @@ fn power_cuts_during_updates_never_lose_the_device_or_the_owners_data() {
     }
     // Without more cuts the last update finishes (or, if its trial boot
     // was cut, has been cleanly refused).
-    let (_, last) = lab.wait_status(seen, long(), "settled", |s| {
+    let (_, last) = lab.wait_status_across_reboot(&mut device, seen, long(), "settled", |s| {
         committed(&target)(s)
             || s["update"]["refused_versions"]
                 .as_array()
