@@ -459,10 +459,22 @@ fn child(args: &[String]) {
         1 << 30,
     );
     let manifest = fs::read(manifest).unwrap();
+    // What the server would send beside a file-served artifact (built
+    // before the clock starts; a device downloads it).
+    let index = if mode == "hearthd" {
+        update_manifest::ChunkIndex::of(
+            fs::File::open(swu).unwrap(),
+            update_manifest::DEFAULT_CHUNK_LEN,
+        )
+        .unwrap()
+        .to_bytes()
+    } else {
+        Vec::new()
+    };
     let started = Instant::now();
     let selection = Selection::inactive(Slot::A);
     let install =
-        |open: &mut dyn FnMut(update::Pass) -> std::io::Result<Box<dyn std::io::Read>>| {
+        |open: &mut dyn FnMut(update::Part) -> std::io::Result<Box<dyn std::io::Read>>| {
             update::install(
                 &manifest,
                 open,
@@ -482,8 +494,7 @@ fn child(args: &[String]) {
             let ca = PathBuf::from(swu);
             let verified =
                 update_manifest::verify(&manifest, &root, &facts, Timestamp::now()).unwrap();
-            let urls = verified.manifest().artifact.urls.clone();
-            let size = verified.manifest().artifact.size;
+            let artifact = verified.manifest().artifact.clone();
             // hearthd's runtime is current-thread: one thread drives it.
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -503,9 +514,13 @@ fn child(args: &[String]) {
                 3,
             )
             .unwrap();
-            let result = install(&mut |_| {
+            let result = install(&mut |part| {
+                let (urls, size) = match part {
+                    update::Part::Index => (artifact.index.urls.clone(), artifact.index.size),
+                    update::Part::Artifact => (artifact.urls.clone(), artifact.size),
+                };
                 let (sink, reader) = update::download::ChannelReader::pair();
-                let (fetcher, urls) = (fetcher.clone(), urls.clone());
+                let fetcher = fetcher.clone();
                 handle.spawn(async move { fetcher.stream(&urls, size, sink, |_| {}).await });
                 Ok(Box::new(reader))
             });
@@ -524,7 +539,10 @@ fn child(args: &[String]) {
                 .map(drop)
                 .map_err(|e| e.to_string())
         }
-        _ => install(&mut |_| Ok(Box::new(fs::File::open(swu)?))),
+        _ => install(&mut |part| match part {
+            update::Part::Index => Ok(Box::new(std::io::Cursor::new(index.clone()))),
+            update::Part::Artifact => Ok(Box::new(fs::File::open(swu)?)),
+        }),
     };
     let elapsed = started.elapsed();
     if let Err(e) = done {

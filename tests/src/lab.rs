@@ -229,6 +229,13 @@ impl Lab {
         self.server.artifact_requests()
     }
 
+    /// Where the update server keeps `release`'s chunk index.
+    pub fn published_index(&self, release: &Release) -> PathBuf {
+        let mut index = self.published_swu(release).into_os_string();
+        index.push(".index");
+        PathBuf::from(index)
+    }
+
     /// Where the update server keeps `release`'s artifact.
     pub fn published_swu(&self, release: &Release) -> PathBuf {
         let swu = self

@@ -22,7 +22,7 @@ pub const MODEL: &str = "HRH-1";
 /// The hardware revision the test releases are built for.
 pub const REV: &str = "A";
 /// Size of each test slot and of each test image, in bytes.
-pub const IMAGE_SIZE: usize = 256 * 1024;
+pub const IMAGE_SIZE: usize = 1024 * 1024;
 
 /// [`swupdate_testkit::image`] of [`IMAGE_SIZE`] bytes.
 pub fn image(seed: u32) -> Vec<u8> {

@@ -5,8 +5,9 @@
 //!   release-signing keys it vouches for, each with validity dates. The
 //!   key ring has a version and an expiry.
 //! * A **release-signing key** signs a [`Manifest`]: model, hardware
-//!   revisions, version, security version, artifact URL/size/SHA-256,
-//!   rollout, expiry.
+//!   revisions, version, security version, artifact URL/size/SHA-256 and
+//!   the length and SHA-256 of its chunk index ([`ChunkIndex`]), rollout,
+//!   expiry.
 //! * The published file is a [`SignedManifest`] (manifest + signature +
 //!   key ring) in one canonical JSON encoding, so a device needs only the
 //!   root's public key ([`TrustedRoot`]), shipped in its read-only image.
@@ -35,10 +36,15 @@
 //! # let manifest_bytes: Vec<u8> = Vec::new();
 //! // Refused releases carry a sentence saying why (Rejection's Display).
 //! let release = verify(&manifest_bytes, &root, &facts, Timestamp::now())?;
-//! // Stream the artifact through the checker into SWUpdate; a wrong size
-//! // or digest turns the end of the stream into an error.
+//! // Fetch the chunk index from the manifest's index URLs (at most
+//! // release.manifest().artifact.index.size bytes) and check it.
+//! # let index_bytes: Vec<u8> = Vec::new();
+//! let index = release.chunk_index(&index_bytes)?;
+//! // Stream the one download into SWUpdate: each chunk is handed on only
+//! // once it matched the index, and the whole-artifact SHA-256 is checked
+//! // at the end (a wrong size or digest turns the end into an error).
 //! # let download = std::io::empty();
-//! let checked = CheckedReader::new(download, release.artifact_checker());
+//! let checked = CheckedReader::new(index.verified(download), release.artifact_checker());
 //! # drop(checked);
 //! // After the new slot is confirmed: persist release.version(),
 //! // raise the floors to release.security_version() and
@@ -58,18 +64,20 @@
 //!   frozen at an old time (docs/update-security.md, "Trusted time").
 
 pub mod artifact;
+pub mod index;
 pub mod keys;
 pub mod manifest;
 pub mod types;
 mod verify;
 
-pub use artifact::{ArtifactChecker, ArtifactError, CheckedReader, Fingerprint, Replay};
+pub use artifact::{ArtifactChecker, ArtifactError, CheckedReader};
+pub use index::{ChunkIndex, DEFAULT_CHUNK_LEN, VerifiedChunks};
 pub use keys::{
     KeyError, SigningKey, TrustedRoot, is_development_key, public_key_from_pem, public_key_to_pem,
 };
 pub use manifest::{
-    Artifact, CertifiedKey, FORMAT, Keyring, MAX_MANIFEST_LEN, Manifest, Rollout, SignedKeyring,
-    SignedManifest, Urgency,
+    Artifact, ArtifactIndex, CertifiedKey, KEYRING_FORMAT, Keyring, MANIFEST_FORMAT,
+    MAX_MANIFEST_LEN, Manifest, Rollout, SignedKeyring, SignedManifest, Urgency,
 };
 pub use types::{
     ArtifactUrl, FieldError, HardwareRevision, KeyId, Label, Model, PublicKey, Sha256, Signature,

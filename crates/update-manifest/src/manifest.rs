@@ -12,14 +12,19 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Rejection;
+use crate::index::ChunkIndex;
 use crate::keys::{KeyError, SigningKey};
 use crate::types::{
     ArtifactUrl, HardwareRevision, KeyId, Label, Model, PublicKey, Sha256, Signature, Timestamp,
     Version,
 };
 
-/// The manifest and key-ring format this crate reads and writes.
-pub const FORMAT: u32 = 1;
+/// The manifest format this crate reads and writes. Format 2 added the
+/// signed chunk index ([`ArtifactIndex`]); format 1 manifests are refused
+/// with a sentence saying so.
+pub const MANIFEST_FORMAT: u32 = 2;
+/// The key-ring format this crate reads and writes.
+pub const KEYRING_FORMAT: u32 = 1;
 
 /// Largest signed manifest accepted (before parsing; endless-data attack).
 /// A real one is about 2 KiB.
@@ -81,13 +86,32 @@ pub struct Artifact {
     pub size: u64,
     /// SHA-256 of the whole `.swu`.
     pub sha256: Sha256,
+    /// The chunk index the device checks each chunk against before it
+    /// goes on to SWUpdate.
+    pub index: ArtifactIndex,
+}
+
+/// The artifact's chunk index ([`crate::ChunkIndex`]) as the manifest pins
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactIndex {
+    /// Where to fetch it; mirrors, tried in order (1 to 4).
+    pub urls: Vec<ArtifactUrl>,
+    /// Bytes per chunk: a power of two from 64 KiB to 1 MiB.
+    pub chunk_len: u32,
+    /// Exact length of the index file (it follows from the artifact's size
+    /// and `chunk_len`).
+    pub size: u64,
+    /// SHA-256 of the index file.
+    pub sha256: Sha256,
 }
 
 /// One release, as signed by an online release-signing key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// Always [`FORMAT`].
+    /// Always [`MANIFEST_FORMAT`].
     pub format: u32,
     /// Product name (for people; the device matches on `model`).
     pub product: Label,
@@ -148,7 +172,7 @@ pub struct CertifiedKey {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Keyring {
-    /// Always [`FORMAT`].
+    /// Always [`KEYRING_FORMAT`].
     pub format: u32,
     /// Monotonic; raised on every change.
     pub version: u64,
@@ -200,6 +224,31 @@ pub(crate) fn signed_message(context: &[u8], body: &[u8]) -> Vec<u8> {
     m
 }
 
+/// Another format's fields differ, so its strict parse would fail with a
+/// puzzling "missing field"; this looks at the format number first and
+/// says what is wrong instead.
+fn refuse_other_manifest_formats(bytes: &[u8]) -> Result<(), Rejection> {
+    #[derive(Deserialize)]
+    struct Peek {
+        manifest: PeekFormat,
+    }
+    #[derive(Deserialize)]
+    struct PeekFormat {
+        format: u32,
+    }
+    if bytes.len() > MAX_MANIFEST_LEN {
+        return Ok(()); // the strict parse refuses it as too large
+    }
+    match serde_json::from_slice::<Peek>(bytes) {
+        Ok(peek) if peek.manifest.format != MANIFEST_FORMAT => Err(Rejection::UnsupportedFormat {
+            what: "manifest",
+            format: peek.manifest.format,
+            supported: MANIFEST_FORMAT,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Parses a document and insists on the canonical encoding.
 fn parse_canonical<T: Serialize + for<'de> Deserialize<'de>>(
     bytes: &[u8],
@@ -239,9 +288,11 @@ impl Manifest {
 
     /// Limits that the types alone do not express.
     pub(crate) fn check_shape(&self) -> Result<(), Rejection> {
-        if self.format != FORMAT {
+        if self.format != MANIFEST_FORMAT {
             return Err(Rejection::UnsupportedFormat {
+                what: "manifest",
                 format: self.format,
+                supported: MANIFEST_FORMAT,
             });
         }
         check_count(
@@ -250,6 +301,25 @@ impl Manifest {
             MAX_HARDWARE_REVISIONS,
         )?;
         check_count("artifact.urls", self.artifact.urls.len(), MAX_ARTIFACT_URLS)?;
+        let index = &self.artifact.index;
+        check_count("artifact.index.urls", index.urls.len(), MAX_ARTIFACT_URLS)?;
+        if !ChunkIndex::chunk_len_is_valid(index.chunk_len) {
+            return Err(Rejection::Malformed {
+                reason: format!(
+                    "artifact.index.chunk_len is {}, not a power of two from 64 KiB to 1 MiB",
+                    index.chunk_len
+                ),
+            });
+        }
+        let expected = ChunkIndex::encoded_len(self.artifact.size, index.chunk_len);
+        if index.size != expected {
+            return Err(Rejection::Malformed {
+                reason: format!(
+                    "artifact.index.size is {}, but an index of {} bytes in chunks of {} is {expected} bytes",
+                    index.size, self.artifact.size, index.chunk_len
+                ),
+            });
+        }
         if self.rollout.spread_hours > MAX_SPREAD_HOURS {
             return Err(Rejection::Malformed {
                 reason: format!(
@@ -294,9 +364,11 @@ impl Keyring {
     }
 
     pub(crate) fn check_shape(&self) -> Result<(), Rejection> {
-        if self.format != FORMAT {
+        if self.format != KEYRING_FORMAT {
             return Err(Rejection::UnsupportedFormat {
+                what: "key ring",
                 format: self.format,
+                supported: KEYRING_FORMAT,
             });
         }
         check_count("keyring.keys", self.keys.len(), MAX_KEYRING_KEYS)?;
@@ -346,6 +418,7 @@ impl SignedManifest {
     /// [`MAX_MANIFEST_LEN`] bytes). This checks the form, not the
     /// signatures: use [`crate::verify`] on the device.
     pub fn from_json(bytes: &[u8]) -> Result<SignedManifest, Rejection> {
+        refuse_other_manifest_formats(bytes)?;
         let m: SignedManifest = parse_canonical(bytes, MAX_MANIFEST_LEN)?;
         m.keyring.keyring.check_shape()?;
         m.manifest.check_shape()?;

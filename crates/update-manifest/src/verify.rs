@@ -70,10 +70,16 @@ pub enum Rejection {
     )]
     NonCanonical,
     /// A format this code does not know.
-    #[error("format {format} is not supported (this device reads format 1); update in steps")]
+    #[error(
+        "the {what} is format {format}, this device reads only format {supported}; the vendor must re-sign the release with a current hearth-release"
+    )]
     UnsupportedFormat {
+        /// "manifest" or "key ring".
+        what: &'static str,
         /// The format number found.
         format: u32,
+        /// The format this device reads.
+        supported: u32,
     },
     /// The key ring was signed by another root.
     #[error(
@@ -272,6 +278,11 @@ impl VerifiedRelease {
     /// The artifact's expected SHA-256.
     pub fn artifact_sha256(&self) -> Sha256 {
         self.manifest.artifact.sha256
+    }
+    /// The chunk index in `bytes` (as fetched from the manifest's index
+    /// URLs), once it proved to be the one this manifest signs.
+    pub fn chunk_index(&self, bytes: &[u8]) -> Result<crate::ChunkIndex, crate::ArtifactError> {
+        crate::ChunkIndex::from_signed(bytes, &self.manifest.artifact)
     }
 }
 

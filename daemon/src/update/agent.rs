@@ -26,7 +26,7 @@ use super::config::UpdateConfig;
 use super::download::{ChannelReader, Fetcher};
 use super::policy::{self, Choices, Decision, Offer};
 use super::status::{LastResult, Release, State, UpdateStatus};
-use super::{Installed, Pass, Selection, Slot, UpdateRecords};
+use super::{Installed, Part, Selection, Slot, UpdateRecords};
 use crate::persist::{Cached, Store};
 use crate::web::AppState;
 
@@ -1033,25 +1033,29 @@ impl Agent {
             });
         });
 
-        // Each pass of `super::install` opens its own download of the
+        // `super::install` opens two downloads: the chunk index, then the
         // artifact; `delivered` counts the current one.
         let delivered = Arc::new(AtomicU64::new(0));
-        let installing_now = Arc::new(AtomicBool::new(false));
+        let streaming = Arc::new(AtomicBool::new(false));
         let downloads = Arc::new(std::sync::Mutex::new(Vec::new()));
         let open = {
             let runtime = tokio::runtime::Handle::current();
             let fetcher = self.fetcher.clone();
-            let urls = manifest.artifact.urls.clone();
-            let (delivered, installing_now, downloads) =
-                (delivered.clone(), installing_now.clone(), downloads.clone());
-            move |pass: Pass| {
-                installing_now.store(pass == Pass::Install, Ordering::Relaxed);
+            let artifact = manifest.artifact.clone();
+            let (delivered, streaming, downloads) =
+                (delivered.clone(), streaming.clone(), downloads.clone());
+            move |part: Part| {
+                let (urls, len) = match part {
+                    Part::Index => (artifact.index.urls.clone(), artifact.index.size),
+                    Part::Artifact => (artifact.urls.clone(), artifact.size),
+                };
+                streaming.store(part == Part::Artifact, Ordering::Relaxed);
                 delivered.store(0, Ordering::Relaxed);
                 let (sink, reader) = ChannelReader::pair();
-                let (fetcher, urls, counter) = (fetcher.clone(), urls.clone(), delivered.clone());
+                let (fetcher, counter) = (fetcher.clone(), delivered.clone());
                 let download = runtime.spawn(async move {
                     fetcher
-                        .stream(&urls, size, sink, move |n| {
+                        .stream(&urls, len, sink, move |n| {
                             counter.store(n, Ordering::Relaxed)
                         })
                         .await
@@ -1083,15 +1087,17 @@ impl Agent {
             tokio::select! {
                 result = &mut installing => break result.unwrap_or_else(|e| Err(e.to_string())),
                 _ = tick.tick() => {
-                    let downloaded = percent(delivered.load(Ordering::Relaxed), size);
-                    if !installing_now.load(Ordering::Relaxed) {
-                        self.set_status(|s| s.progress = Some(downloaded));
-                        continue;
+                    if !streaming.load(Ordering::Relaxed) {
+                        continue; // the chunk index: a few KiB
                     }
-                    // SWUpdate's own figure once it reports one; until then
-                    // the second download's.
+                    // One stream downloads and installs: SWUpdate's figure
+                    // once it reports one, until then the download's.
                     let from_swupdate = swupdate_percent.load(Ordering::Relaxed);
-                    let shown = if from_swupdate <= 100 { from_swupdate } else { downloaded };
+                    let shown = if from_swupdate <= 100 {
+                        from_swupdate
+                    } else {
+                        percent(delivered.load(Ordering::Relaxed), size)
+                    };
                     self.set_status(|s| {
                         s.state = State::Installing;
                         s.progress = Some(shown);

@@ -15,25 +15,26 @@
 //!    (`SET_VERSIONS_RANGE` min = max), so a genuine but *different*
 //!    release served with this manifest (mix-and-match) is refused by
 //!    SWUpdate when it reads `sw-description`, before it writes anything.
-//! 3. The artifact is read once and checked against the manifest (exact
-//!    size, SHA-256) **before SWUpdate is contacted**; what that read saw
-//!    is kept as a [`Fingerprint`] (one SHA-256 per 256 KiB). A corrupted,
-//!    truncated, oversized or substituted artifact is refused here with
-//!    both slots untouched.
-//! 4. The artifact is read again and streamed through
-//!    [`Fingerprint::replay`] into SWUpdate via `swupdate-rs`, into the
+//! 3. The artifact's chunk index is fetched (at most the length the
+//!    manifest pins) and must have the SHA-256 the manifest signs
+//!    ([`ChunkIndex`]: one SHA-256 per 256 KiB of artifact).
+//! 4. The artifact is downloaded once and streamed through
+//!    [`ChunkIndex::verified`] into SWUpdate via `swupdate-rs`, into the
 //!    inactive slot (the [`Selection`] from the running [`Slot`]). Each
-//!    chunk is handed on only after it matched the first read, so SWUpdate
-//!    sees only bytes of the signed artifact; a server that sends other
-//!    bytes the second time is stopped before them. SWUpdate checks the CMS
-//!    signature, hardware compatibility and the image's SHA-256 again.
+//!    chunk is handed on only after it matched the index, so SWUpdate sees
+//!    only bytes of the signed artifact; the first chunk is checked before
+//!    SWUpdate is even asked, so an artifact that is wrong from its start
+//!    (another release, a tampered `sw-description`) leaves both slots
+//!    untouched. The whole-artifact SHA-256 is checked at the end as well.
+//!    SWUpdate checks the CMS signature, hardware compatibility and the
+//!    image's SHA-256 again.
 //! 5. After any failure once SWUpdate had accepted the request, SWUpdate's
 //!    `ustate` is put back (`SET_UPDATE_STATE`), so a failed attempt does
 //!    not look like an installed update to the next boot or to suricatta.
 //!
-//! The price of the two reads is a second download (docs/updates.md);
-//! memory stays flat and nothing is stored.
-//!
+//! Memory stays flat (one chunk, plus the index: 32 bytes per chunk) and
+//! nothing is stored.
+
 //! On success [`install`] returns [`Installed`]: what to persist *after the
 //! new slot is confirmed* ([`UpdateRecords::confirm`]), not now. Raising
 //! the version and floors at install time would be wrong because the new
@@ -44,11 +45,13 @@
 //! and could lock out the vendor's recovery release for the old slot's
 //! line. The record describes what runs, confirmed.
 //!
-//! A download that breaks off during the second read (step 4), and a
-//! power cut during it, leave part of the *checked* release in the inactive
-//! slot, never armed. SWUpdate 2022.12 also leaves
-//! `recovery_status=in_progress` or `failed` in the environment (it cannot
-//! be reset over IPC; grub.cfg ignores it).
+//! A download that breaks off during the stream (step 4) is resumed with
+//! `Range` where it stopped (the download side does that; the chunk in
+//! progress is checked once complete). A chunk that does not match, and a
+//! power cut, leave the chunks checked so far in the inactive slot, never
+//! armed. SWUpdate 2022.12 also leaves `recovery_status=in_progress` or
+//! `failed` in the environment (it cannot be reset over IPC; grub.cfg
+//! ignores it).
 
 pub mod agent;
 pub mod config;
@@ -62,7 +65,8 @@ use std::io::{self, Read, Write};
 
 use swupdate_rs::{InstallRequest, SourceType, UpdateState, VersionsRange};
 use update_manifest::{
-    ArtifactError, DeviceFacts, Fingerprint, KeyId, Rejection, Timestamp, TrustedRoot, Version,
+    ArtifactError, CheckedReader, ChunkIndex, DeviceFacts, KeyId, Rejection, Timestamp,
+    TrustedRoot, Version,
 };
 
 pub use agent::Updates;
@@ -77,13 +81,13 @@ const CHUNK: usize = 64 * 1024;
 /// by the layer only when `HEARTH_ALLOW_DEV_KEYS = "1"`).
 pub const DEVELOPMENT_KEYS_MARKER: &str = "/etc/hearth/development-keys";
 
-/// Which read of the artifact [`install`] asks for.
+/// Which file of a release [`install`] asks `open` for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pass {
-    /// The first read: checked against the manifest, sent nowhere.
-    Check,
-    /// The second read: streamed into SWUpdate, chunk by chunk as checked.
-    Install,
+pub enum Part {
+    /// The chunk index: small, read whole and checked against the manifest.
+    Index,
+    /// The artifact: streamed into SWUpdate, chunk by chunk as checked.
+    Artifact,
 }
 
 /// A release SWUpdate has installed into the inactive slot, not yet
@@ -113,9 +117,10 @@ pub enum UpdateError {
     /// The manifest failed a check; not one artifact byte was read.
     #[error("update refused before download: {0}")]
     Rejected(#[from] Rejection),
-    /// The artifact is not the one the manifest signs (size or SHA-256).
+    /// The chunk index, or the artifact's first chunk, is not what the
+    /// manifest signs.
     #[error(
-        "update {version} refused: the downloaded artifact does not match its signed manifest ({source}); \
+        "update {version} refused: the download does not match its signed manifest ({source}); \
          nothing was written. Download it again; if it keeps failing, report it to the vendor"
     )]
     Artifact {
@@ -124,9 +129,9 @@ pub enum UpdateError {
         /// What differed.
         source: ArtifactError,
     },
-    /// Reading the artifact for its check failed (download error).
+    /// Downloading the index or the artifact's first chunk failed.
     #[error(
-        "update {version} stopped: downloading the artifact failed ({source}); nothing was written. Try again"
+        "update {version} stopped: the download failed ({source}); nothing was written. Try again"
     )]
     Read {
         /// The release.
@@ -147,10 +152,10 @@ pub enum UpdateError {
         /// SWUpdate's answer.
         source: swupdate_rs::Error,
     },
-    /// The second read failed or differed from the checked first one, while
+    /// The download failed or a chunk did not match the index, while
     /// SWUpdate was writing the inactive slot.
     #[error(
-        "update {version} stopped while installing: {source}; slot {target} holds part of the checked release \
+        "update {version} stopped while installing: {source}; slot {target} holds the chunks checked so far \
          and the boot environment was not changed. Try again"
     )]
     Interrupted {
@@ -158,7 +163,7 @@ pub enum UpdateError {
         version: Version,
         /// The slot being written.
         target: Slot,
-        /// The read error, or the [`ArtifactError::Changed`] inside it.
+        /// The read error, or the [`ArtifactError`] inside it.
         source: io::Error,
     },
     /// SWUpdate refused or failed the installation.
@@ -187,10 +192,10 @@ impl UpdateError {
     }
 }
 
-/// Verifies `manifest_bytes`, checks the artifact from `open(Pass::Check)`
-/// against it, then streams `open(Pass::Install)` into SWUpdate with
-/// `selection` (normally [`Selection::inactive`] of the running slot).
-/// `open` starts a fresh read of the artifact from its first byte.
+/// Verifies `manifest_bytes`, checks the chunk index from
+/// `open(Part::Index)` against it, then streams `open(Part::Artifact)` into
+/// SWUpdate with `selection` (normally [`Selection::inactive`] of the
+/// running slot), each chunk as checked.
 ///
 /// `facts` come from the [`UpdateRecord`] and `/etc/hwrevision`
 /// ([`UpdateRecord::device_facts`]); `now` from a clock the device trusts.
@@ -198,7 +203,7 @@ impl UpdateError {
 /// for the order of checks and what is persisted when.
 pub fn install<R: Read>(
     manifest_bytes: &[u8],
-    open: impl FnMut(Pass) -> io::Result<R>,
+    open: impl FnMut(Part) -> io::Result<R>,
     root: &TrustedRoot,
     facts: &DeviceFacts,
     now: Timestamp,
@@ -220,24 +225,37 @@ pub fn install<R: Read>(
 
 fn install_inner<R: Read>(
     manifest_bytes: &[u8],
-    mut open: impl FnMut(Pass) -> io::Result<R>,
+    mut open: impl FnMut(Part) -> io::Result<R>,
     root: &TrustedRoot,
     facts: &DeviceFacts,
     now: Timestamp,
     client: &swupdate_rs::Client,
     selection: &Selection,
 ) -> Result<Installed, UpdateError> {
-    // 1. Nothing is read from the artifact until the manifest passed.
+    // 1. Nothing is fetched until the manifest passed.
     let release = update_manifest::verify(manifest_bytes, root, facts, now)?;
     let version = release.version();
+    let refused = |e: io::Error| match artifact_error(e) {
+        Ok(source) => UpdateError::Artifact { version, source },
+        Err(source) => UpdateError::Read { version, source },
+    };
 
-    // 3. The whole artifact matches the manifest before SWUpdate hears of it.
-    let print = open(Pass::Check)
-        .and_then(|artifact| Fingerprint::take(artifact, release.artifact_checker()))
-        .map_err(|e| match artifact_error(e) {
-            Ok(source) => UpdateError::Artifact { version, source },
-            Err(source) => UpdateError::Read { version, source },
-        })?;
+    // 3. The chunk index the manifest signs (never more than its length).
+    let pinned = release.manifest().artifact.index.size;
+    let mut index = Vec::new();
+    open(Part::Index)
+        .and_then(|r| r.take(pinned.saturating_add(1)).read_to_end(&mut index))
+        .map_err(refused)?;
+    let index: ChunkIndex = release
+        .chunk_index(&index)
+        .map_err(|source| UpdateError::Artifact { version, source })?;
+
+    // 4. The one download, checked chunk by chunk and whole; its first
+    //    chunk before SWUpdate hears of the install.
+    let artifact = open(Part::Artifact).map_err(refused)?;
+    let mut reader = CheckedReader::new(index.verified(artifact), release.artifact_checker());
+    let mut first = vec![0u8; CHUNK];
+    let first_len = read_some(&mut reader, &mut first).map_err(refused)?;
 
     // 2. SWUpdate accepts only the version the manifest signs.
     let start_err = |source| UpdateError::Start {
@@ -253,21 +271,22 @@ fn install_inner<R: Read>(
         })
         .map_err(start_err)?;
     let state_before = client.get_update_state().map_err(start_err)?;
-    let artifact = open(Pass::Install).map_err(|source| UpdateError::Read { version, source })?;
     let mut installer = client
         .start_install(&InstallRequest {
             source: SourceType::Downloader,
             info: format!("hearth {version}"),
             software_set: selection.software_set.clone(),
             running_mode: selection.running_mode.clone(),
-            len: usize::try_from(print.len()).unwrap_or(0),
+            len: usize::try_from(index.artifact_len()).unwrap_or(0),
             ..InstallRequest::default()
         })
         .map_err(start_err)?;
 
-    // 4. Only checked bytes reach SWUpdate.
-    let mut reader = print.replay(artifact);
-    let streamed = copy_into(&mut reader, &mut installer);
+    // Only checked bytes reach SWUpdate.
+    let streamed = installer
+        .write_all(&first[..first_len])
+        .map_err(|_| Stopped::Writing)
+        .and_then(|()| copy_into(&mut reader, &mut installer));
     let verdict = installer.finish();
     match (streamed, verdict) {
         (_, Ok(report)) => Ok(Installed {
@@ -293,6 +312,20 @@ fn install_inner<R: Read>(
             Err(UpdateError::Swupdate { version, source })
         }
     }
+}
+
+/// Reads until `buf` is full or the stream ends; returns the bytes read.
+fn read_some(from: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match from.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// Why the copy into SWUpdate ended early.

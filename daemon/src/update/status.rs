@@ -12,11 +12,11 @@ pub enum State {
     /// A release is known and waits: for the owner (automatic updates off),
     /// a rollout wave, a postponement, or a trusted clock.
     Available,
-    /// Downloading the artifact and checking it against the manifest;
-    /// nothing is written yet.
+    /// Fetching the release's chunk index and checking it against the
+    /// manifest; nothing is written yet (seconds at most).
     Downloading,
-    /// Downloading it again, checked chunk by chunk, into SWUpdate and the
-    /// other slot.
+    /// Downloading the artifact once, checked chunk by chunk, into SWUpdate
+    /// and the other slot.
     Installing,
     /// Installed into the other slot; the reboot is scheduled.
     WaitingToReboot,
@@ -120,8 +120,8 @@ impl UpdateStatus {
                 Some(why) => format!("The {kind} {version} is available; {why}."),
                 None => format!("The {kind} {version} is available."),
             },
-            State::Downloading => format!("Downloading and checking the {kind} {version}."),
-            State::Installing => format!("Installing the {kind} {version}."),
+            State::Downloading => format!("Preparing to download the {kind} {version}."),
+            State::Installing => format!("Downloading and installing the {kind} {version}."),
             State::WaitingToReboot => format!(
                 "The {kind} {version} is installed. The device will restart to finish it at {}.",
                 self.until.as_deref().unwrap_or("the next allowed time")

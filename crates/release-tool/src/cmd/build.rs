@@ -306,6 +306,12 @@ pub fn hash_file(path: &Path, label: &str) -> Result<(Sha256, u32, u64), Error> 
     Ok((Sha256::from_bytes(d), sum, total))
 }
 
+/// The chunk index of the file at `path` (what `publish` serves beside it).
+pub fn index_file(path: &Path, chunk_len: u32) -> Result<update_manifest::ChunkIndex, Error> {
+    let f = fs::File::open(path).map_err(Error::io(path))?;
+    update_manifest::ChunkIndex::of(std::io::BufReader::new(f), chunk_len).map_err(Error::io(path))
+}
+
 /// Hashes everything written to the file.
 struct HashingWriter {
     file: fs::File,

@@ -11,7 +11,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use update_manifest::{
-    CertifiedKey, FORMAT, KeyId, Keyring, SignedKeyring, Timestamp, TrustedRoot,
+    CertifiedKey, KEYRING_FORMAT, KeyId, Keyring, SignedKeyring, Timestamp, TrustedRoot,
 };
 
 use crate::keyfiles::{KeyFiles, write_replace};
@@ -196,7 +196,7 @@ pub fn run(a: &Args) -> Result<SignedKeyring, Error> {
         ));
     }
     let keyring = Keyring {
-        format: FORMAT,
+        format: KEYRING_FORMAT,
         version: old_version + 1,
         issued: now,
         expires: now.plus_seconds(i64::from(a.keyring_days) * 86_400),

@@ -2,18 +2,21 @@
 //!
 //! Model, hardware revisions and version are read from the `.swu`'s own
 //! sw-description, so the manifest cannot describe another build. The
-//! artifact's size and SHA-256 are computed here. The result is checked
-//! with the device's own `update_manifest::verify` before it is written.
+//! artifact's size and SHA-256, and the length and SHA-256 of its chunk
+//! index, are computed here (`publish` serves the index beside the
+//! artifact). The result is checked with the device's own
+//! `update_manifest::verify` before it is written.
 
 use std::fs;
 use std::path::PathBuf;
 
 use update_manifest::{
-    Artifact, ArtifactUrl, DeviceFacts, FORMAT, HardwareRevision, Label, Manifest, Model, Rollout,
-    SignedKeyring, Timestamp, TrustedRoot, Urgency, Version,
+    Artifact, ArtifactIndex, ArtifactUrl, DEFAULT_CHUNK_LEN, DeviceFacts, HardwareRevision, Label,
+    MANIFEST_FORMAT, Manifest, Model, Rollout, SignedKeyring, Timestamp, TrustedRoot, Urgency,
+    Version,
 };
 
-use super::build::hash_file;
+use super::build::{hash_file, index_file};
 use super::certify::load_keyring;
 use crate::keyfiles::{KeyFiles, write_replace};
 use crate::{Error, cli, swu};
@@ -167,6 +170,12 @@ pub fn artifact_url(
     Ok(format!("{}/{model}/{version}/{file}", base.trim_end_matches('/')).parse()?)
 }
 
+/// Where the chunk index of the artifact at `artifact` is published: the
+/// same path with `.index` appended.
+pub fn index_url(artifact: &ArtifactUrl) -> Result<ArtifactUrl, Error> {
+    Ok(format!("{artifact}.index").parse()?)
+}
+
 /// Writes the signed manifest; returns it.
 pub fn run(a: &Args) -> Result<Manifest, Error> {
     let now = Timestamp::now();
@@ -240,9 +249,17 @@ pub fn run(a: &Args) -> Result<Manifest, Error> {
     for m in &a.mirrors {
         urls.push(artifact_url(m, &model, &version, &file)?);
     }
+    let index = index_file(&a.artifact, DEFAULT_CHUNK_LEN)?;
+    let index_bytes = index.to_bytes();
+    let index = ArtifactIndex {
+        urls: urls.iter().map(index_url).collect::<Result<_, _>>()?,
+        chunk_len: index.chunk_len(),
+        size: index_bytes.len() as u64,
+        sha256: index.sha256(),
+    };
 
     let manifest = Manifest {
-        format: FORMAT,
+        format: MANIFEST_FORMAT,
         product: a.product.clone(),
         model,
         hardware_revisions,
@@ -251,7 +268,12 @@ pub fn run(a: &Args) -> Result<Manifest, Error> {
         min_installed_version: a.min_installed_version,
         urgency: a.urgency,
         release_notes: a.release_notes.clone(),
-        artifact: Artifact { urls, size, sha256 },
+        artifact: Artifact {
+            urls,
+            size,
+            sha256,
+            index,
+        },
         rollout: Rollout {
             start: a.rollout_start.unwrap_or(now),
             spread_hours: a.spread_hours,

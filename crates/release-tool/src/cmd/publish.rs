@@ -1,15 +1,18 @@
 //! `publish`: lay out a release for any static HTTPS server or CDN.
 //!
 //! The artifact goes where its first URL in the manifest points (the path
-//! part, below `--out`), the manifest beside it as `manifest.json`, and
-//! the model's `latest.json` last, so a server never offers a manifest
-//! whose artifact is not there yet. A published version is immutable:
+//! part, below `--out`), its chunk index where the index's first URL
+//! points (rebuilt from the artifact and checked against the manifest),
+//! the manifest beside them as `manifest.json`, and the model's
+//! `latest.json` last, so a server never offers a manifest whose artifact
+//! or index is not there yet. A published version is immutable:
 //! publishing different bytes under the same path is refused.
 //!
 //! ```text
 //! OUT/<base path>/<model>/latest.json
 //! OUT/<base path>/<model>/<version>/manifest.json
 //! OUT/<base path>/<model>/<version>/<file>.swu
+//! OUT/<base path>/<model>/<version>/<file>.swu.index
 //! ```
 
 use std::fs;
@@ -18,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use update_manifest::{ArtifactChecker, MAX_MANIFEST_LEN, SignedManifest};
 
+use super::build::index_file;
 use crate::keyfiles::{tmp_name, write_replace};
 use crate::{Error, cli, progress};
 
@@ -110,11 +114,29 @@ pub fn run(manifest: &Path, artifact: &Path, out: &Path) -> Result<Vec<PathBuf>,
         check.finish()?;
         fs::rename(&tmp, &target).map_err(Error::io(&target))?;
     }
+    // The chunk index, rebuilt from the artifact: the one the manifest pins.
+    let index_target = out.join(safe_relative(m.artifact.index.urls[0].path())?);
+    let index = index_file(artifact, m.artifact.index.chunk_len)?.to_bytes();
+    update_manifest::ChunkIndex::from_signed(&index, &m.artifact)?;
+    if index_target.exists() {
+        let published = fs::read(&index_target).map_err(Error::io(&index_target))?;
+        if published != index {
+            return Err(Error::Msg(format!(
+                "{} already holds a different chunk index; a published version is immutable, release a new version",
+                index_target.display()
+            )));
+        }
+    } else {
+        if let Some(dir) = index_target.parent() {
+            fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        }
+        write_replace(&index_target, &index)?;
+    }
     let version_manifest = version_dir.join("manifest.json");
     let latest = model_dir.join("latest.json");
     write_replace(&version_manifest, &bytes)?;
     write_replace(&latest, &bytes)?;
-    Ok(vec![target, version_manifest, latest])
+    Ok(vec![target, index_target, version_manifest, latest])
 }
 
 /// Streams `from` through `checker`, copying to `to` when given.

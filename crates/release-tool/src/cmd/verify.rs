@@ -2,10 +2,11 @@
 //!
 //! The manifest goes through `update_manifest::verify`, the function the
 //! device runs (chain to the root, expiry, model and hardware, versions,
-//! size cap). With `--artifact`, the `.swu` is then streamed through the
-//! device's `ArtifactChecker` (exact size and SHA-256), and, as SWUpdate
-//! would next, its layout, image hashes and CMS signature are checked
-//! against the root certificate.
+//! size cap). With `--artifact`, the artifact's chunk index (as `publish`
+//! serves it) is checked against the manifest, the `.swu` is streamed
+//! through the device's chunk check and `ArtifactChecker` (exact size and
+//! SHA-256), and, as SWUpdate would next, its layout, image hashes and CMS
+//! signature are checked against the root certificate.
 
 use std::fs;
 use std::io::Read;
@@ -121,21 +122,18 @@ pub fn run(a: &Args) -> Result<update_manifest::VerifiedRelease, Error> {
     let Some(artifact) = &a.artifact else {
         return Ok(release);
     };
-    // 1. As the device streams it: exact size and sha256.
-    let mut checker = release.artifact_checker();
-    let mut f = fs::File::open(artifact).map_err(Error::io(artifact))?;
+    // 1. As the device streams it: each chunk against the index the
+    //    manifest pins, then the exact size and sha256.
+    let index = super::build::index_file(artifact, release.manifest().artifact.index.chunk_len)?;
+    let index = release.chunk_index(&index.to_bytes())?;
+    let f = fs::File::open(artifact).map_err(Error::io(artifact))?;
     let bar = progress::bytes(release.manifest().artifact.size, "checking");
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf).map_err(Error::io(artifact))?;
-        if n == 0 {
-            break;
-        }
-        checker.update(&buf[..n])?;
-        bar.inc(n as u64);
-    }
+    let mut checked = update_manifest::CheckedReader::new(
+        index.verified(bar.wrap_read(f)),
+        release.artifact_checker(),
+    );
+    std::io::copy(&mut checked, &mut std::io::sink()).map_err(|e| checked_error(e, artifact))?;
     bar.finish_and_clear();
-    checker.finish()?;
 
     // 2. As SWUpdate then does: layout, image hashes, CMS signature.
     let f = fs::File::open(artifact).map_err(Error::io(artifact))?;
@@ -202,4 +200,21 @@ fn tempdir_near(p: &std::path::Path) -> Result<PathBuf, Error> {
     ));
     fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
     Ok(dir)
+}
+
+/// The `ArtifactError` a checked read carries, or the read error.
+fn checked_error(e: std::io::Error, path: &std::path::Path) -> Error {
+    let is_artifact = e
+        .get_ref()
+        .is_some_and(|inner| inner.is::<update_manifest::ArtifactError>());
+    if !is_artifact {
+        return Error::io(path)(e);
+    }
+    match e
+        .into_inner()
+        .map(|inner| inner.downcast::<update_manifest::ArtifactError>())
+    {
+        Some(Ok(artifact)) => Error::Artifact(*artifact),
+        _ => Error::Msg(format!("{}: the artifact check failed", path.display())),
+    }
 }

@@ -82,6 +82,8 @@ proptest! {
         m.model = model.parse::<Model>().unwrap();
         m.hardware_revisions = revs.iter().map(|r| r.parse::<HardwareRevision>().unwrap()).collect();
         m.artifact.size = size;
+        m.artifact.index.size =
+            update_manifest::ChunkIndex::encoded_len(size, m.artifact.index.chunk_len);
         m.product = product.parse().unwrap();
         let bytes = sign(m.clone(), &signer, keyring_v1());
         let parsed = SignedManifest::from_json(&bytes).unwrap();

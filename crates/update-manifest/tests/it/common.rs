@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 
 use update_manifest::{
-    Artifact, CertifiedKey, DeviceFacts, FORMAT, Keyring, Manifest, Rollout, SignedKeyring,
-    SigningKey, Timestamp, TrustedRoot, Urgency,
+    Artifact, ArtifactIndex, CertifiedKey, DeviceFacts, KEYRING_FORMAT, Keyring, MANIFEST_FORMAT,
+    Manifest, Rollout, SignedKeyring, SigningKey, Timestamp, TrustedRoot, Urgency,
 };
 
 pub fn data() -> PathBuf {
@@ -66,7 +66,7 @@ pub fn certified(key: &SigningKey, name: &str, from: &str, until: &str) -> Certi
 
 pub fn keyring(version: u64, keys: Vec<CertifiedKey>) -> Keyring {
     Keyring {
-        format: FORMAT,
+        format: KEYRING_FORMAT,
         version,
         issued: ts("2027-01-01T00:00:00Z"),
         expires: ts("2028-01-01T00:00:00Z"),
@@ -92,7 +92,7 @@ pub fn keyring_v1() -> SignedKeyring {
 /// A release the device of [`facts`] accepts at [`now`], signed by `key_id`.
 pub fn manifest(signer: &SigningKey) -> Manifest {
     Manifest {
-        format: FORMAT,
+        format: MANIFEST_FORMAT,
         product: "Hearth Reference Hub".parse().unwrap(),
         model: "HRH-1".parse().unwrap(),
         hardware_revisions: vec!["A".parse().unwrap(), "B".parse().unwrap()],
@@ -111,6 +111,19 @@ pub fn manifest(signer: &SigningKey) -> Manifest {
             ],
             size: 123_456,
             sha256: update_manifest::Sha256::digest(b"the artifact"),
+            index: ArtifactIndex {
+                urls: vec![
+                    "https://updates.example.com/hrh-1/1.1.0/hearth-1.1.0.swu.index"
+                        .parse()
+                        .unwrap(),
+                ],
+                chunk_len: update_manifest::DEFAULT_CHUNK_LEN,
+                size: update_manifest::ChunkIndex::encoded_len(
+                    123_456,
+                    update_manifest::DEFAULT_CHUNK_LEN,
+                ),
+                sha256: update_manifest::Sha256::digest(b"the index"),
+            },
         },
         rollout: Rollout {
             start: ts("2027-05-30T00:00:00Z"),

@@ -91,8 +91,26 @@ fn expectations() -> Vec<Expectation> {
             matches!(r, Err(Rejection::TooLarge { .. }))
         }),
         ("future-format.json", |r| {
-            matches!(r, Err(Rejection::UnsupportedFormat { format: 2 }))
+            matches!(r, Err(Rejection::UnsupportedFormat { format: 3, .. }))
         }),
+        ("format-1-without-index.json", |r| {
+            matches!(
+                r,
+                Err(Rejection::UnsupportedFormat {
+                    what: "manifest",
+                    format: 1,
+                    supported: 2
+                })
+            )
+        }),
+        (
+            "index-size-not-the-artifacts.json",
+            |r| matches!(r, Err(Rejection::Malformed { reason }) if reason.contains("artifact.index.size")),
+        ),
+        (
+            "index-chunk-len-too-large.json",
+            |r| matches!(r, Err(Rejection::Malformed { reason }) if reason.contains("chunk_len")),
+        ),
         ("rotated-key-chain/release-by-new-key.json", |r| r.is_ok()),
         ("rotated-key-chain/release-by-revoked-key.json", |r| {
             matches!(r, Err(Rejection::UnknownKey { .. }))
@@ -200,16 +218,46 @@ fn regenerate_fixtures() {
     );
     write(
         "oversized-artifact.json",
-        &variant(&|m| m.artifact.size = 1 << 40),
+        &variant(&|m| {
+            m.artifact.size = 1 << 40;
+            m.artifact.index.size =
+                update_manifest::ChunkIndex::encoded_len(1 << 40, m.artifact.index.chunk_len);
+        }),
     );
-    let future = variant(&|m| m.format = 1);
     write(
         "future-format.json",
         &edit(
-            &future,
-            "{\"manifest\":{\"format\":1",
+            &good,
             "{\"manifest\":{\"format\":2",
+            "{\"manifest\":{\"format\":3",
         ),
+    );
+    // What a format-1 tool wrote: no chunk index.
+    let index_field = format!(
+        ",\"index\":{}",
+        serde_json::to_string(&manifest(&signer).artifact.index).unwrap()
+    );
+    write(
+        "format-1-without-index.json",
+        &edit(
+            &edit(&good, &index_field, ""),
+            "{\"manifest\":{\"format\":2",
+            "{\"manifest\":{\"format\":1",
+        ),
+    );
+    // The index's pinned length or chunk length altered (the manifest is
+    // refused for its shape before its signature is looked at).
+    write(
+        "index-size-not-the-artifacts.json",
+        &edit(
+            &good,
+            "\"chunk_len\":262144,\"size\":56",
+            "\"chunk_len\":262144,\"size\":1056",
+        ),
+    );
+    write(
+        "index-chunk-len-too-large.json",
+        &edit(&good, "\"chunk_len\":262144", "\"chunk_len\":16777216"),
     );
 
     // Signed by a key the root never certified.
@@ -299,8 +347,8 @@ fn regenerate_fixtures() {
         "non-canonical-key-order.json",
         &edit(
             &good,
-            "\"format\":1,\"product\":\"Hearth Reference Hub\"",
-            "\"product\":\"Hearth Reference Hub\",\"format\":1",
+            "\"format\":2,\"product\":\"Hearth Reference Hub\"",
+            "\"product\":\"Hearth Reference Hub\",\"format\":2",
         ),
     );
     write(
@@ -313,7 +361,7 @@ fn regenerate_fixtures() {
     );
     write(
         "unknown-field.json",
-        &edit(&good, "\"format\":1,", "\"format\":1,\"debug\":true,"),
+        &edit(&good, "\"format\":2,", "\"format\":2,\"debug\":true,"),
     );
     write(
         "http-artifact-url.json",

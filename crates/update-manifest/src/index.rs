@@ -1,0 +1,433 @@
+//! The chunk index: one SHA-256 per fixed-size chunk of the artifact,
+//! published beside it and pinned by the signed manifest (its length and
+//! SHA-256, [`crate::ArtifactIndex`]). With it a device downloads the
+//! artifact once and checks every chunk *before* any of its bytes go on to
+//! SWUpdate ([`ChunkIndex::verified`]): nothing unverified reaches the
+//! slot, and each byte is fetched once (docs/update-security.md).
+//!
+//! The file (all integers big-endian):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 8 | magic `HRTHIDX1` |
+//! | 4 | chunk length |
+//! | 4 | zero (reserved) |
+//! | 8 | artifact length |
+//! | 32 × n | the SHA-256 of each chunk in order, n = ⌈artifact length / chunk length⌉ (the last chunk may be shorter) |
+//!
+//! The index is a pure function of the artifact and the chunk length, so
+//! `hearth-release publish` rebuilds it from the artifact instead of
+//! carrying another file around.
+
+use std::io::{self, Read};
+
+use crate::artifact::{ArtifactError, invalid};
+use crate::manifest::Artifact;
+use crate::types::Sha256;
+
+/// The first bytes of every index file (format 1 of the index).
+pub const INDEX_MAGIC: &[u8; 8] = b"HRTHIDX1";
+const HEADER_LEN: u64 = 24;
+/// The chunk length `hearth-release` uses: 256 KiB. The index costs 32
+/// bytes per chunk (128 bytes per MiB of artifact: 15 KiB for a 115 MiB
+/// release), the device holds one chunk in memory while it checks it, and
+/// a chunk is the most a server can make the device fetch in vain before a
+/// change is caught.
+pub const DEFAULT_CHUNK_LEN: u32 = 256 * 1024;
+/// The smallest chunk length a device accepts (keeps the index small).
+pub const MIN_CHUNK_LEN: u32 = 64 * 1024;
+/// The largest chunk length a device accepts (keeps its buffer small).
+pub const MAX_CHUNK_LEN: u32 = 1024 * 1024;
+
+/// The checked chunk digests of one artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkIndex {
+    chunk_len: u32,
+    artifact_len: u64,
+    chunks: Vec<Sha256>,
+}
+
+fn bad(reason: impl Into<String>) -> ArtifactError {
+    ArtifactError::BadIndex {
+        reason: reason.into(),
+    }
+}
+
+impl ChunkIndex {
+    /// True for a chunk length devices accept: a power of two from
+    /// [`MIN_CHUNK_LEN`] to [`MAX_CHUNK_LEN`].
+    pub fn chunk_len_is_valid(chunk_len: u32) -> bool {
+        chunk_len.is_power_of_two() && (MIN_CHUNK_LEN..=MAX_CHUNK_LEN).contains(&chunk_len)
+    }
+
+    /// The index file's length for an artifact of `artifact_len` bytes.
+    pub fn encoded_len(artifact_len: u64, chunk_len: u32) -> u64 {
+        let chunks = artifact_len.div_ceil(u64::from(chunk_len.max(1)));
+        HEADER_LEN.saturating_add(chunks.saturating_mul(32))
+    }
+
+    /// Reads `artifact` to its end and indexes it (the release tool's side).
+    pub fn of(artifact: impl Read, chunk_len: u32) -> io::Result<ChunkIndex> {
+        if !ChunkIndex::chunk_len_is_valid(chunk_len) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("chunk length {chunk_len} is not a power of two from 64 KiB to 1 MiB"),
+            ));
+        }
+        let mut artifact = artifact;
+        let mut buf = vec![0u8; chunk_len as usize];
+        let mut index = ChunkIndex {
+            chunk_len,
+            artifact_len: 0,
+            chunks: Vec::new(),
+        };
+        loop {
+            let n = read_chunk(&mut artifact, &mut buf)?;
+            if n == 0 {
+                return Ok(index);
+            }
+            index.artifact_len += n as u64;
+            index.chunks.push(Sha256::digest(&buf[..n]));
+        }
+    }
+
+    /// The index file.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN as usize + 32 * self.chunks.len());
+        out.extend_from_slice(INDEX_MAGIC);
+        out.extend_from_slice(&self.chunk_len.to_be_bytes());
+        out.extend_from_slice(&0u32.to_be_bytes());
+        out.extend_from_slice(&self.artifact_len.to_be_bytes());
+        for chunk in &self.chunks {
+            out.extend_from_slice(chunk.as_bytes());
+        }
+        out
+    }
+
+    /// Parses an index file after checking it is the one `artifact` (from
+    /// a verified manifest) pins: its length and SHA-256, then that its
+    /// header describes that artifact.
+    pub fn from_signed(bytes: &[u8], artifact: &Artifact) -> Result<ChunkIndex, ArtifactError> {
+        let pinned = &artifact.index;
+        if bytes.len() as u64 != pinned.size {
+            return Err(bad(format!(
+                "it is {} bytes, the manifest says {}",
+                bytes.len(),
+                pinned.size
+            )));
+        }
+        let actual = Sha256::digest(bytes);
+        if actual != pinned.sha256 {
+            return Err(bad(format!(
+                "its sha256 is {actual}, the manifest says {}",
+                pinned.sha256
+            )));
+        }
+        // Signed bytes from here on, but a vendor's tool could still have
+        // written a header that contradicts the manifest.
+        let (header, digests) = bytes.split_at(HEADER_LEN as usize);
+        let word = |at: usize, len: usize| {
+            header[at..at + len]
+                .iter()
+                .fold(0u64, |v, b| (v << 8) | u64::from(*b))
+        };
+        let chunk_len = u32::try_from(word(8, 4)).unwrap_or(0);
+        if &header[..8] != INDEX_MAGIC || word(12, 4) != 0 {
+            return Err(bad("it is not a format 1 chunk index"));
+        }
+        if chunk_len != pinned.chunk_len || word(16, 8) != artifact.size {
+            return Err(bad(format!(
+                "it describes {} bytes in chunks of {chunk_len}, the manifest {} bytes in chunks of {}",
+                word(16, 8),
+                artifact.size,
+                pinned.chunk_len
+            )));
+        }
+        if ChunkIndex::encoded_len(artifact.size, chunk_len) != pinned.size {
+            return Err(bad("its length does not fit the artifact's"));
+        }
+        let chunks = digests
+            .chunks_exact(32)
+            .map(|d| {
+                let mut digest = [0u8; 32];
+                digest.copy_from_slice(d);
+                Sha256::from_bytes(digest)
+            })
+            .collect();
+        Ok(ChunkIndex {
+            chunk_len,
+            artifact_len: artifact.size,
+            chunks,
+        })
+    }
+
+    /// The SHA-256 of the index file (what the manifest pins).
+    pub fn sha256(&self) -> Sha256 {
+        Sha256::digest(&self.to_bytes())
+    }
+
+    /// Bytes per chunk.
+    pub fn chunk_len(&self) -> u32 {
+        self.chunk_len
+    }
+
+    /// The artifact's length.
+    pub fn artifact_len(&self) -> u64 {
+        self.artifact_len
+    }
+
+    /// The digest of each chunk, in order (for a later delta update, which
+    /// reuses chunks a device already holds).
+    pub fn chunks(&self) -> &[Sha256] {
+        &self.chunks
+    }
+
+    /// `artifact` as a reader that hands out each chunk only after it
+    /// matched this index.
+    pub fn verified<R: Read>(&self, artifact: R) -> VerifiedChunks<'_, R> {
+        VerifiedChunks {
+            index: self,
+            inner: artifact,
+            buf: vec![0u8; self.chunk_len as usize],
+            chunk: 0,
+            start: 0,
+            end: 0,
+        }
+    }
+}
+
+/// Fills `buf` unless the stream ends first; returns the bytes read.
+fn read_chunk(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// See [`ChunkIndex::verified`]. A chunk that differs, or a stream longer
+/// or shorter than the index says, is an `InvalidData` error carrying an
+/// [`ArtifactError`], returned before any byte of that chunk. The inner
+/// reader's own errors (a dropped download) pass through unchanged.
+#[derive(Debug)]
+pub struct VerifiedChunks<'a, R> {
+    index: &'a ChunkIndex,
+    inner: R,
+    /// One chunk: filled from the download, handed out once checked.
+    buf: Vec<u8>,
+    /// The next chunk to read.
+    chunk: usize,
+    /// The checked bytes of the current chunk not yet handed out.
+    start: usize,
+    end: usize,
+}
+
+impl<R: Read> VerifiedChunks<'_, R> {
+    fn next_chunk(&mut self) -> io::Result<()> {
+        let offset = self.chunk as u64 * u64::from(self.index.chunk_len);
+        let n = read_chunk(&mut self.inner, &mut self.buf)?;
+        match self.index.chunks.get(self.chunk) {
+            None if n == 0 => {}
+            None => {
+                return Err(invalid(ArtifactError::TooLong {
+                    expected: self.index.artifact_len,
+                }));
+            }
+            Some(_) if n == 0 => {
+                return Err(invalid(ArtifactError::TooShort {
+                    got: offset,
+                    expected: self.index.artifact_len,
+                }));
+            }
+            Some(digest) if *digest != Sha256::digest(&self.buf[..n]) => {
+                return Err(invalid(ArtifactError::ChunkMismatch { offset }));
+            }
+            Some(_) => self.chunk += 1,
+        }
+        self.start = 0;
+        self.end = n;
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for VerifiedChunks<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.start == self.end {
+            self.next_chunk()?;
+        }
+        let n = buf.len().min(self.end - self.start);
+        buf[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+        self.start += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::manifest::ArtifactIndex;
+
+    const CHUNK: usize = MIN_CHUNK_LEN as usize;
+
+    fn read_all(r: impl Read) -> io::Result<Vec<u8>> {
+        let mut r = r;
+        let mut v = Vec::new();
+        r.read_to_end(&mut v)?;
+        Ok(v)
+    }
+
+    fn artifact(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    fn index(data: &[u8]) -> ChunkIndex {
+        ChunkIndex::of(data, MIN_CHUNK_LEN).unwrap()
+    }
+
+    /// What a manifest for `data` pins.
+    fn pinned(data: &[u8]) -> Artifact {
+        let index = index(data);
+        let bytes = index.to_bytes();
+        Artifact {
+            urls: vec!["https://e.com/m/1.0.0/a.swu".parse().unwrap()],
+            size: data.len() as u64,
+            sha256: Sha256::digest(data),
+            index: ArtifactIndex {
+                urls: vec!["https://e.com/m/1.0.0/a.swu.index".parse().unwrap()],
+                chunk_len: MIN_CHUNK_LEN,
+                size: bytes.len() as u64,
+                sha256: Sha256::digest(&bytes),
+            },
+        }
+    }
+
+    fn index_error(bytes: &[u8], artifact: &Artifact) -> String {
+        ChunkIndex::from_signed(bytes, artifact)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn the_same_bytes_pass_unchanged() {
+        for len in [0, 1, CHUNK - 1, CHUNK, 3 * CHUNK + 17] {
+            let data = artifact(len);
+            let index = index(&data);
+            assert_eq!(index.artifact_len(), len as u64);
+            assert_eq!(
+                index.to_bytes().len() as u64,
+                ChunkIndex::encoded_len(len as u64, MIN_CHUNK_LEN)
+            );
+            assert_eq!(read_all(index.verified(&data[..])).unwrap(), data, "{len}");
+        }
+    }
+
+    #[test]
+    fn an_index_parses_back_only_as_the_manifest_pins_it() {
+        let data = artifact(2 * CHUNK + 5);
+        let artifact = pinned(&data);
+        let bytes = index(&data).to_bytes();
+        assert_eq!(
+            ChunkIndex::from_signed(&bytes, &artifact).unwrap(),
+            index(&data)
+        );
+
+        let mut flipped = bytes.clone();
+        flipped[40] ^= 1;
+        assert!(index_error(&flipped, &artifact).contains("sha256"));
+        assert!(
+            index_error(&bytes[..bytes.len() - 1], &artifact).contains("bytes, the manifest says")
+        );
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(index_error(&longer, &artifact).contains("bytes, the manifest says"));
+        // Another artifact's index, pinned as it is (a vendor tool's
+        // mistake): its header does not describe this artifact.
+        let another = vec![9u8; CHUNK];
+        let mut mixed = artifact.clone();
+        mixed.index = pinned(&another).index;
+        assert!(index_error(&index(&another).to_bytes(), &mixed).contains("describes"));
+    }
+
+    #[test]
+    fn a_changed_chunk_is_refused_before_any_of_its_bytes() {
+        let data = artifact(3 * CHUNK);
+        let index = index(&data);
+        let mut other = data.clone();
+        other[CHUNK + 10] ^= 0x80;
+        let mut r = index.verified(&other[..]);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        let err = loop {
+            match r.read(&mut buf) {
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(out, data[..CHUNK], "only the first, matching chunk");
+        assert!(
+            matches!(
+                err.get_ref().and_then(|e| e.downcast_ref::<ArtifactError>()),
+                Some(ArtifactError::ChunkMismatch { offset }) if *offset == CHUNK as u64
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_stream_longer_or_shorter_than_the_index_fails() {
+        let data = artifact(CHUNK + 100);
+        let index = index(&data);
+        let mut longer = data.clone();
+        longer.push(0);
+        let e = read_all(index.verified(&longer[..])).unwrap_err();
+        assert!(e.to_string().contains("do not match"), "{e}");
+        let e = read_all(index.verified(&data[..CHUNK])).unwrap_err();
+        assert!(e.to_string().contains("ended after"), "{e}");
+        let exact = ChunkIndex::of(&data[..CHUNK], MIN_CHUNK_LEN).unwrap();
+        let e = read_all(exact.verified(&data[..])).unwrap_err();
+        assert!(e.to_string().contains("longer"), "{e}");
+    }
+
+    #[test]
+    fn a_dropped_download_passes_through_as_itself() {
+        struct Cut(usize);
+        impl Read for Cut {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::Error::other("connection reset"));
+                }
+                let n = buf.len().min(self.0);
+                buf[..n].fill(1);
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        let index = index(&vec![1u8; 2 * CHUNK]);
+        let e = read_all(index.verified(Cut(CHUNK + 10))).unwrap_err();
+        assert_eq!(e.to_string(), "connection reset");
+    }
+
+    #[test]
+    fn only_sensible_chunk_lengths_are_accepted() {
+        assert!(ChunkIndex::chunk_len_is_valid(DEFAULT_CHUNK_LEN));
+        for bad in [
+            0,
+            1,
+            MIN_CHUNK_LEN / 2,
+            MAX_CHUNK_LEN * 2,
+            MIN_CHUNK_LEN + 1,
+        ] {
+            assert!(!ChunkIndex::chunk_len_is_valid(bad), "{bad}");
+            assert!(ChunkIndex::of(&b""[..], bad).is_err());
+        }
+    }
+}
