@@ -6,8 +6,11 @@
 //! environment file). Also the installing process's peak RSS (VmHWM).
 //!
 //! ```sh
-//! cargo run --release -p hearthd --example update-bench [-- --mib 224 --rounds 2]
+//! cargo run --release -p hearthd --example update-bench [-- --mib 224 --rounds 2 --uplink-mbit 50]
 //! ```
+//!
+//! `--uplink-mbit N` also runs the HTTPS comparison with the server paced
+//! to about N Mbit/s (a home uplink), where every byte fetched counts.
 //!
 //! The installing side runs in a child process of its own (this program
 //! re-executed with `child`), so its VmHWM is that of an installation
@@ -40,15 +43,17 @@ fn main() {
     }
     let mut mib = 224usize;
     let mut rounds = 2usize;
+    let mut uplink_mbit = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--mib" => mib = it.next().unwrap().parse().unwrap(),
             "--rounds" => rounds = it.next().unwrap().parse().unwrap(),
-            other => panic!("unknown option {other}; use --mib N --rounds N"),
+            "--uplink-mbit" => uplink_mbit = Some(it.next().unwrap().parse().unwrap()),
+            other => panic!("unknown option {other}; use --mib N --rounds N --uplink-mbit N"),
         }
     }
-    parent(mib, rounds);
+    parent(mib, rounds, uplink_mbit);
 }
 
 /// A rootfs-like image: pseudo-random bytes of limited entropy with runs
@@ -85,7 +90,7 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn parent(mib: usize, rounds: usize) {
+fn parent(mib: usize, rounds: usize, uplink_mbit: Option<u64>) {
     // Not under /tmp: swupdate's mount namespace hides the host's /tmp.
     let base = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/tmp"));
     fs::create_dir_all(&base).unwrap();
@@ -294,36 +299,55 @@ fn parent(mib: usize, rounds: usize) {
     );
     println!("  hearthd peak RSS (VmHWM):  {peak:.1} MiB  (target <= 16 MiB)");
 
-    over_https(w, &img, size, swu_len, rounds, &builder, &link_slots);
+    over_https(w, &img, size, swu_len, rounds, None, &builder, &link_slots);
+    if let Some(mbit) = uplink_mbit {
+        over_https(
+            w,
+            &img,
+            size,
+            swu_len,
+            rounds,
+            Some(mbit),
+            &builder,
+            &link_slots,
+        );
+    }
 }
 
 /// The same release fetched over HTTPS from a loopback server: SWUpdate's
 /// own downloader (`swupdate -d "-u URL"`, libcurl) against hearthd's
 /// download (rustls + hyper, streamed into SWUpdate through the same
 /// verified install), with hearthd's peak RSS.
+#[allow(clippy::too_many_arguments)]
 fn over_https(
     w: &Path,
     img: &[u8],
     size: usize,
     swu_len: u64,
     rounds: usize,
+    uplink_mbit: Option<u64>,
     builder: &dyn Fn() -> swupdate_testkit::DaemonBuilder,
     link_slots: &dyn Fn(&Path, &Path),
 ) {
     let p = |n: &str| w.join(n);
     let pki = p("pki");
-    let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../broker/dev-pki.sh"))
-        .arg(&pki)
-        .status()
-        .unwrap();
-    assert!(status.success(), "broker/dev-pki.sh failed");
-    let www = p("www");
+    if !pki.join("ca.crt").exists() {
+        let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../broker/dev-pki.sh"))
+            .arg(&pki)
+            .status()
+            .unwrap();
+        assert!(status.success(), "broker/dev-pki.sh failed");
+    }
+    let www = p(&format!("www-{}", uplink_mbit.unwrap_or(0)));
     fs::create_dir_all(&www).unwrap();
     let server = system_tests::update_server::UpdateServer::start(
         &www,
         &pki.join("broker.crt"),
         &pki.join("broker.key"),
     );
+    if let Some(mbit) = uplink_mbit {
+        server.pace(mbit * 1_000_000 / 8);
+    }
     let base = format!("https://127.0.0.1:{}/hearth", server.port);
     release(&[
         "manifest",
@@ -355,6 +379,7 @@ fn over_https(
     ]);
     let url = format!("{base}/{MODEL}/1.1.0/release.swu");
     let (mut theirs, mut ours, mut hwm) = (Vec::new(), Vec::new(), Vec::new());
+    let mut fetched_by_hearthd = 0;
     for round in 1..=rounds {
         let one = builder().prefix("bench-dl-").one_shot();
         link_slots(one.slot_a(), one.slot_b());
@@ -365,6 +390,7 @@ fn over_https(
         theirs.push(t.as_secs_f64());
         drop(one);
 
+        let before: u64 = server.log().iter().map(|r| r.sent).sum();
         let d = builder().prefix("bench-hearthd-https-").start();
         link_slots(&d.slot_a, &d.slot_b);
         fs::write(&d.slot_b, vec![swupdate_testkit::SLOT_FILL; size]).unwrap();
@@ -378,6 +404,7 @@ fn over_https(
             ],
         );
         check_slot(&d.slot_b, img, "hearthd over https");
+        fetched_by_hearthd = server.log().iter().map(|r| r.sent).sum::<u64>() - before;
         ours.push(seconds);
         hwm.push(peak);
         println!(
@@ -390,7 +417,13 @@ fn over_https(
     let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
     let (tt, to) = (best(&theirs), best(&ours));
     let mib_s = |t: f64| swu_len as f64 / f64::from(1 << 20) / t;
-    println!("update-bench: over HTTPS from a loopback server, best of {rounds}:");
+    let index_len = fs::metadata(www.join(format!("hearth/{MODEL}/1.1.0/release.swu.index")))
+        .map_or(0, |m| m.len());
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let pace = uplink_mbit.map_or("at full speed".to_owned(), |m| {
+        format!("paced to {m} Mbit/s")
+    });
+    println!("update-bench: over HTTPS from a loopback server {pace}, best of {rounds}:");
     println!(
         "  swupdate's downloader (libcurl):  {tt:.2} s  ({:.1} MiB/s)",
         mib_s(tt)
@@ -403,6 +436,18 @@ fn over_https(
     println!(
         "  hearthd peak RSS (VmHWM):         {:.1} MiB",
         hwm.iter().copied().fold(0.0, f64::max)
+    );
+    println!(
+        "  bytes hearthd fetched (last round): {fetched_by_hearthd} = artifact {swu_len} + index {index_len} + {:.3} %",
+        (fetched_by_hearthd as f64 - (swu_len + index_len) as f64) * 100.0
+            / (swu_len + index_len) as f64
+    );
+    println!(
+        "  load average (1, 5, 15 min):     {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
 }
 

@@ -86,6 +86,15 @@ fn serving(
     }
 }
 
+/// Serves `index` (read once) and an artifact that must never be read.
+fn serving_once(index: impl Read + 'static) -> impl FnMut(Part) -> std::io::Result<Box<dyn Read>> {
+    let mut index = Some(Box::new(index) as Box<dyn Read>);
+    move |part| match part {
+        Part::Index => Ok(index.take().expect("one index download")),
+        Part::Artifact => Ok(Box::new(MustNotRead) as Box<dyn Read>),
+    }
+}
+
 /// Installs `artifact` with the genuine index of `swu`.
 fn install(
     d: &Daemon,
@@ -525,31 +534,21 @@ fn a_bad_chunk_index_is_refused_before_the_artifact_is_downloaded() {
     flipped[100] ^= 0x01;
     let mut longer = index.clone();
     longer.extend_from_slice(&[0u8; 32]);
-    let cases: [(&str, Vec<u8>, &str); 5] = [
-        ("a flipped digest", flipped, "sha256"),
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        ("a flipped digest", flipped, "its sha256 is"),
         (
             "a truncated index",
             index[..index.len() - 32].to_vec(),
-            "the manifest says",
+            "bytes, the manifest says",
         ),
-        ("a longer index", longer, "the manifest says"),
-        ("an endless index", vec![0u8; 10 << 20], "the manifest says"),
+        ("a longer index", longer, "bytes, the manifest says"),
         (
             "another release's index",
             index_of(&other),
             "the manifest says",
         ),
     ];
-    for (case, served, says) in cases {
-        let err = install_reads(
-            &d,
-            &v,
-            &manifest,
-            serving(served, MustNotRead),
-            &facts(),
-            Timestamp::now(),
-        )
-        .unwrap_err();
+    let refused = |case: &str, err: UpdateError, says: &str| {
         println!("{case}: {err}");
         assert!(
             matches!(
@@ -565,7 +564,37 @@ fn a_bad_chunk_index_is_refused_before_the_artifact_is_downloaded() {
         assert!(err.nothing_written());
         d.assert_untouched(case);
         assert_not_armed(&d, case);
+    };
+    for (case, served, says) in cases {
+        let err = install_reads(
+            &d,
+            &v,
+            &manifest,
+            serving(served, MustNotRead),
+            &facts(),
+            Timestamp::now(),
+        )
+        .unwrap_err();
+        refused(case, err, says);
     }
+    // An endless index: read no further than one byte past the pinned
+    // length, then refused for its length.
+    let read = Arc::new(AtomicU64::new(0));
+    let endless = Counted {
+        inner: std::io::repeat(0),
+        n: read.clone(),
+    };
+    let err = install_reads(
+        &d,
+        &v,
+        &manifest,
+        serving_once(endless),
+        &facts(),
+        Timestamp::now(),
+    )
+    .unwrap_err();
+    refused("an endless index", err, "bytes, the manifest says");
+    assert_eq!(read.load(Ordering::Relaxed), index.len() as u64 + 1);
 }
 
 /// A reader that fails after `left` bytes, like a download that breaks off.

@@ -457,7 +457,10 @@ fn session(out: &mut Cases) {
         &mut seen,
         "flipped byte refused",
         &manifest,
-        &["do not match the signed chunk index", "boot environment was not changed"],
+        &[
+            "do not match the signed chunk index",
+            "boot environment was not changed",
+        ],
     );
     bytes[middle] ^= 0x01;
     std::fs::write(&swu, &bytes).expect("restore");

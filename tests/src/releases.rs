@@ -206,10 +206,14 @@ impl Vendor {
     /// other release notes): an offer whose bytes the device has not seen.
     /// Not published; announce it over MQTT.
     pub fn manifest_again(&self, release: &Release, notes: &str) -> Release {
+        // Named by the notes, so that each re-signing keeps its own file.
+        let tag: String = notes
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
         let manifest = self.path(&format!(
-            "hearth-{}-again-{}.manifest.json",
-            release.version,
-            notes.len()
+            "hearth-{}-again-{tag}.manifest.json",
+            release.version
         ));
         self.sign_manifest(
             &release.swu,

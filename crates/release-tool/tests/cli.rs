@@ -225,6 +225,23 @@ fn publish_refuses_paths_outside_the_tree_and_changes_to_a_published_version() {
             "www",
         ],
     );
+    // The chunk index beside the artifact, the one the manifest pins.
+    let published = p.join("www/hearth/HRH-1/1.0.0/a.swu");
+    let index = fs::read(p.join("www/hearth/HRH-1/1.0.0/a.swu.index")).unwrap();
+    let signed =
+        update_manifest::SignedManifest::from_json(&fs::read(p.join("m.json")).unwrap()).unwrap();
+    let pinned = &signed.manifest.artifact.index;
+    assert_eq!(pinned.urls[0].path(), "/hearth/HRH-1/1.0.0/a.swu.index");
+    assert_eq!(
+        (index.len() as u64, update_manifest::Sha256::digest(&index)),
+        (pinned.size, pinned.sha256)
+    );
+    assert_eq!(
+        update_manifest::ChunkIndex::from_signed(&index, &signed.manifest.artifact)
+            .unwrap()
+            .artifact_len(),
+        fs::metadata(&published).unwrap().len()
+    );
     // Same bytes again: fine (idempotent).
     ok(
         p,

@@ -109,6 +109,15 @@ impl ChunkIndex {
     /// header describes that artifact.
     pub fn from_signed(bytes: &[u8], artifact: &Artifact) -> Result<ChunkIndex, ArtifactError> {
         let pinned = &artifact.index;
+        // A verified manifest has passed these already; checked again so
+        // that no caller can make this panic or allocate a huge buffer.
+        if !ChunkIndex::chunk_len_is_valid(pinned.chunk_len)
+            || ChunkIndex::encoded_len(artifact.size, pinned.chunk_len) != pinned.size
+        {
+            return Err(bad(
+                "the manifest's chunk length or index size is not valid",
+            ));
+        }
         if bytes.len() as u64 != pinned.size {
             return Err(bad(format!(
                 "it is {} bytes, the manifest says {}",
@@ -125,26 +134,25 @@ impl ChunkIndex {
         }
         // Signed bytes from here on, but a vendor's tool could still have
         // written a header that contradicts the manifest.
-        let (header, digests) = bytes.split_at(HEADER_LEN as usize);
+        let Some((header, digests)) = bytes.split_at_checked(HEADER_LEN as usize) else {
+            return Err(bad("it has no header"));
+        };
         let word = |at: usize, len: usize| {
             header[at..at + len]
                 .iter()
                 .fold(0u64, |v, b| (v << 8) | u64::from(*b))
         };
-        let chunk_len = u32::try_from(word(8, 4)).unwrap_or(0);
         if &header[..8] != INDEX_MAGIC || word(12, 4) != 0 {
             return Err(bad("it is not a format 1 chunk index"));
         }
-        if chunk_len != pinned.chunk_len || word(16, 8) != artifact.size {
+        if word(8, 4) != u64::from(pinned.chunk_len) || word(16, 8) != artifact.size {
             return Err(bad(format!(
-                "it describes {} bytes in chunks of {chunk_len}, the manifest {} bytes in chunks of {}",
+                "it describes {} bytes in chunks of {}, the manifest {} bytes in chunks of {}",
                 word(16, 8),
+                word(8, 4),
                 artifact.size,
                 pinned.chunk_len
             )));
-        }
-        if ChunkIndex::encoded_len(artifact.size, chunk_len) != pinned.size {
-            return Err(bad("its length does not fit the artifact's"));
         }
         let chunks = digests
             .chunks_exact(32)
@@ -155,7 +163,7 @@ impl ChunkIndex {
             })
             .collect();
         Ok(ChunkIndex {
-            chunk_len,
+            chunk_len: pinned.chunk_len,
             artifact_len: artifact.size,
             chunks,
         })
@@ -212,8 +220,11 @@ fn read_chunk(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 
 /// See [`ChunkIndex::verified`]. A chunk that differs, or a stream longer
 /// or shorter than the index says, is an `InvalidData` error carrying an
-/// [`ArtifactError`], returned before any byte of that chunk. The inner
-/// reader's own errors (a dropped download) pass through unchanged.
+/// [`ArtifactError`], returned before any byte of that chunk. The last
+/// chunk is handed out only once the inner reader has ended, so an inner
+/// [`crate::CheckedReader`] (the whole-artifact SHA-256) has judged the
+/// whole stream before its last bytes go on. The inner reader's own errors
+/// (a dropped download) pass through unchanged.
 #[derive(Debug)]
 pub struct VerifiedChunks<'a, R> {
     index: &'a ChunkIndex,
@@ -228,6 +239,13 @@ pub struct VerifiedChunks<'a, R> {
 }
 
 impl<R: Read> VerifiedChunks<'_, R> {
+    /// The length chunk `i` must have: the chunk length, less for the last.
+    fn expected_len(&self, i: usize) -> usize {
+        let start = i as u64 * u64::from(self.index.chunk_len);
+        let left = self.index.artifact_len.saturating_sub(start);
+        usize::try_from(left.min(u64::from(self.index.chunk_len))).unwrap_or(usize::MAX)
+    }
+
     fn next_chunk(&mut self) -> io::Result<()> {
         let offset = self.chunk as u64 * u64::from(self.index.chunk_len);
         let n = read_chunk(&mut self.inner, &mut self.buf)?;
@@ -244,10 +262,26 @@ impl<R: Read> VerifiedChunks<'_, R> {
                     expected: self.index.artifact_len,
                 }));
             }
+            Some(_) if n < self.expected_len(self.chunk) => {
+                return Err(invalid(ArtifactError::TooShort {
+                    got: offset + n as u64,
+                    expected: self.index.artifact_len,
+                }));
+            }
             Some(digest) if *digest != Sha256::digest(&self.buf[..n]) => {
                 return Err(invalid(ArtifactError::ChunkMismatch { offset }));
             }
-            Some(_) => self.chunk += 1,
+            Some(_) => {
+                self.chunk += 1;
+                if self.chunk == self.index.chunks.len() {
+                    // The end must come now (and pass the inner checks).
+                    if read_chunk(&mut self.inner, &mut [0u8; 1])? != 0 {
+                        return Err(invalid(ArtifactError::TooLong {
+                            expected: self.index.artifact_len,
+                        }));
+                    }
+                }
+            }
         }
         self.start = 0;
         self.end = n;
@@ -349,12 +383,22 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(index_error(&longer, &artifact).contains("bytes, the manifest says"));
-        // Another artifact's index, pinned as it is (a vendor tool's
-        // mistake): its header does not describe this artifact.
-        let another = vec![9u8; CHUNK];
-        let mut mixed = artifact.clone();
-        mixed.index = pinned(&another).index;
-        assert!(index_error(&index(&another).to_bytes(), &mixed).contains("describes"));
+        // Headers that contradict the manifest, pinned as they are (a
+        // vendor tool's mistake).
+        let pinned_as = |edit: &dyn Fn(&mut Vec<u8>)| {
+            let mut bytes = bytes.clone();
+            edit(&mut bytes);
+            let mut a = artifact.clone();
+            a.index.sha256 = Sha256::digest(&bytes);
+            index_error(&bytes, &a)
+        };
+        assert!(pinned_as(&|b| b[23] ^= 1).contains("describes"));
+        assert!(pinned_as(&|b| b[0] = b'X').contains("not a format 1 chunk index"));
+        assert!(pinned_as(&|b| b[15] = 1).contains("not a format 1 chunk index"));
+        // A manifest that pins an impossible index is refused, never parsed.
+        let mut huge = artifact.clone();
+        huge.index.chunk_len = 1 << 30;
+        assert!(index_error(&bytes, &huge).contains("not valid"));
     }
 
     #[test]
@@ -395,6 +439,60 @@ mod tests {
         let exact = ChunkIndex::of(&data[..CHUNK], MIN_CHUNK_LEN).unwrap();
         let e = read_all(exact.verified(&data[..])).unwrap_err();
         assert!(e.to_string().contains("longer"), "{e}");
+    }
+
+    #[test]
+    fn the_last_partial_chunk_and_what_follows_it_are_checked() {
+        let data = artifact(2 * CHUNK + 100);
+        let index = index(&data);
+        let mut last = data.clone();
+        last[2 * CHUNK + 99] ^= 1;
+        let e = read_all(index.verified(&last[..])).unwrap_err();
+        assert!(
+            e.to_string().contains(&format!("offset {}", 2 * CHUNK)),
+            "{e}"
+        );
+
+        // Exactly N chunks, then more: the last chunk is not handed out.
+        let exact = artifact(2 * CHUNK);
+        let index = ChunkIndex::of(&exact[..], MIN_CHUNK_LEN).unwrap();
+        let mut longer = exact.clone();
+        longer.push(7);
+        let mut r = index.verified(&longer[..]);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        let e = loop {
+            match r.read(&mut buf) {
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(out.len(), CHUNK, "only the chunks before the last");
+        assert!(e.to_string().contains("longer"), "{e}");
+
+        // A stream that ends inside a chunk is short, not altered.
+        let e = read_all(index.verified(&exact[..CHUNK + 10])).unwrap_err();
+        assert!(e.to_string().contains("ended after"), "{e}");
+    }
+
+    #[test]
+    fn the_whole_artifact_digest_is_judged_before_the_last_chunk_goes_on() {
+        // An index that agrees with the bytes, a manifest digest that does
+        // not (a vendor-tool bug): nothing of the last chunk is handed on.
+        let data = artifact(2 * CHUNK + 5);
+        let index = index(&data);
+        let wrong = crate::ArtifactChecker::new(Sha256::digest(b"other"), data.len() as u64);
+        let mut r = index.verified(crate::CheckedReader::new(&data[..], wrong));
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        let e = loop {
+            match r.read(&mut buf) {
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(out, data[..2 * CHUNK]);
+        assert!(e.to_string().contains("sha256"), "{e}");
     }
 
     #[test]

@@ -41,10 +41,10 @@
 //! # let index_bytes: Vec<u8> = Vec::new();
 //! let index = release.chunk_index(&index_bytes)?;
 //! // Stream the one download into SWUpdate: each chunk is handed on only
-//! // once it matched the index, and the whole-artifact SHA-256 is checked
-//! // at the end (a wrong size or digest turns the end into an error).
+//! // once it matched the index, the last one only once the whole
+//! // artifact's size and SHA-256 matched too.
 //! # let download = std::io::empty();
-//! let checked = CheckedReader::new(index.verified(download), release.artifact_checker());
+//! let checked = index.verified(CheckedReader::new(download, release.artifact_checker()));
 //! # drop(checked);
 //! // After the new slot is confirmed: persist release.version(),
 //! // raise the floors to release.security_version() and

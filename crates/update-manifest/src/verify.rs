@@ -70,8 +70,12 @@ pub enum Rejection {
     )]
     NonCanonical,
     /// A format this code does not know.
-    #[error(
-        "the {what} is format {format}, this device reads only format {supported}; the vendor must re-sign the release with a current hearth-release"
+    #[error("the {what} is format {format}, this device reads only format {supported}; {}",
+        if format < supported {
+            "the vendor must re-sign the release with a current hearth-release"
+        } else {
+            "this device needs a newer hearthd first: update it in steps"
+        }
     )]
     UnsupportedFormat {
         /// "manifest" or "key ring".

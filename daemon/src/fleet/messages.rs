@@ -7,7 +7,7 @@ use serde_json::json;
 use super::topics::Topics;
 
 /// Bumped when a status field changes meaning or disappears.
-pub const STATUS_SCHEMA: u32 = 2;
+pub const STATUS_SCHEMA: u32 = 3;
 
 /// The retained status message. `state` is the update agent's state
 /// (`"idle"`, `"available"`, `"downloading"`, `"installing"`, `"waiting-to-reboot"`,

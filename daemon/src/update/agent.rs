@@ -399,6 +399,10 @@ struct Agent {
     wake_at: Option<Instant>,
     /// The reboot is due at this time (once an install is armed).
     reboot_at: Option<Timestamp>,
+    /// The restart has been requested: nothing more is installed. (A trial
+    /// slot that failed its health check must reach the boot loader with
+    /// SWUpdate's state untouched, or the boot loader does not fall back.)
+    restarting: bool,
 }
 
 impl Agent {
@@ -480,6 +484,7 @@ impl Agent {
             failed: None,
             wake_at: None,
             reboot_at: None,
+            restarting: false,
         })
     }
 
@@ -890,6 +895,9 @@ impl Agent {
 
     /// Looks at the candidate again: install, wait, or ask the owner.
     async fn reconsider(&mut self) {
+        if self.restarting {
+            return;
+        }
         if let Some(at) = self.reboot_at {
             self.reboot_when_due(at);
             return;
@@ -1033,8 +1041,9 @@ impl Agent {
             });
         });
 
-        // `super::install` opens two downloads: the chunk index, then the
-        // artifact; `delivered` counts the current one.
+        // `super::install` asks for the chunk index, then the artifact;
+        // `delivered` counts the artifact's bytes.
+        let first_chunk = u64::from(manifest.artifact.index.chunk_len);
         let delivered = Arc::new(AtomicU64::new(0));
         let streaming = Arc::new(AtomicBool::new(false));
         let downloads = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -1044,18 +1053,24 @@ impl Agent {
             let artifact = manifest.artifact.clone();
             let (delivered, streaming, downloads) =
                 (delivered.clone(), streaming.clone(), downloads.clone());
-            move |part: Part| {
-                let (urls, len) = match part {
-                    Part::Index => (artifact.index.urls.clone(), artifact.index.size),
-                    Part::Artifact => (artifact.urls.clone(), artifact.size),
-                };
-                streaming.store(part == Part::Artifact, Ordering::Relaxed);
-                delivered.store(0, Ordering::Relaxed);
+            move |part: Part| -> std::io::Result<Box<dyn std::io::Read + Send>> {
+                if part == Part::Index {
+                    // One byte more than pinned, so that a longer index is
+                    // judged (and refused) as such.
+                    let limit = usize::try_from(artifact.index.size.saturating_add(1))
+                        .unwrap_or(usize::MAX);
+                    let bytes = runtime
+                        .block_on(fetcher.fetch_at_most(&artifact.index.urls, limit))
+                        .map_err(std::io::Error::other)?;
+                    return Ok(Box::new(std::io::Cursor::new(bytes)));
+                }
+                streaming.store(true, Ordering::Relaxed);
                 let (sink, reader) = ChannelReader::pair();
                 let (fetcher, counter) = (fetcher.clone(), delivered.clone());
+                let (urls, size) = (artifact.urls.clone(), artifact.size);
                 let download = runtime.spawn(async move {
                     fetcher
-                        .stream(&urls, len, sink, move |n| {
+                        .stream(&urls, size, sink, move |n| {
                             counter.store(n, Ordering::Relaxed)
                         })
                         .await
@@ -1063,7 +1078,7 @@ impl Agent {
                 if let Ok(mut list) = downloads.lock() {
                     list.push(download.abort_handle());
                 }
-                Ok::<_, std::io::Error>(reader)
+                Ok(Box::new(reader))
             }
         };
         let swupdate_percent = Arc::new(AtomicU8::new(u8::MAX));
@@ -1087,16 +1102,18 @@ impl Agent {
             tokio::select! {
                 result = &mut installing => break result.unwrap_or_else(|e| Err(e.to_string())),
                 _ = tick.tick() => {
-                    if !streaming.load(Ordering::Relaxed) {
-                        continue; // the chunk index: a few KiB
+                    // One stream downloads and installs, from when its
+                    // first chunk passed (SWUpdate is asked then): SWUpdate's
+                    // figure once it reports one, until then the download's.
+                    let streamed = delivered.load(Ordering::Relaxed);
+                    if !streaming.load(Ordering::Relaxed) || streamed <= first_chunk {
+                        continue;
                     }
-                    // One stream downloads and installs: SWUpdate's figure
-                    // once it reports one, until then the download's.
                     let from_swupdate = swupdate_percent.load(Ordering::Relaxed);
                     let shown = if from_swupdate <= 100 {
                         from_swupdate
                     } else {
-                        percent(delivered.load(Ordering::Relaxed), size)
+                        percent(streamed, size)
                     };
                     self.set_status(|s| {
                         s.state = State::Installing;
@@ -1219,10 +1236,13 @@ impl Agent {
         self.request_reboot("to finish installing an update");
     }
 
-    fn request_reboot(&self, why: &str) {
+    fn request_reboot(&mut self, why: &str) {
         let path = &self.config.reboot_request_file;
         match std::fs::write(path, format!("{why}\n")) {
-            Ok(()) => tracing::info!(file = %path.display(), "reboot requested: {why}"),
+            Ok(()) => {
+                self.restarting = true;
+                tracing::info!(file = %path.display(), "reboot requested: {why}");
+            }
             Err(error) => {
                 tracing::error!(%error, file = %path.display(), "cannot request the reboot");
                 self.set_status(|s| {

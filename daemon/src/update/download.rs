@@ -111,6 +111,59 @@ impl Fetcher {
         Ok(out)
     }
 
+    /// A small file (the chunk index) from the first of `urls` that
+    /// answers, retried like [`Fetcher::stream`]: at most `limit` bytes
+    /// however much the server sends, and no more checks, since the caller
+    /// judges what came against what it expects.
+    pub async fn fetch_at_most(
+        &self,
+        urls: &[ArtifactUrl],
+        limit: usize,
+    ) -> Result<Vec<u8>, DownloadError> {
+        let mut pause = Duration::from_secs(1);
+        let mut last = None;
+        for attempt in 0..self.attempts {
+            let Some(url) = urls.get(attempt as usize % urls.len().max(1)) else {
+                break;
+            };
+            match self.read_at_most(url, limit).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(error) => {
+                    tracing::warn!(%error, attempt = attempt + 1, "download failed; trying again");
+                    last = Some(error);
+                }
+            }
+            if attempt + 1 < self.attempts {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_RETRY_PAUSE);
+            }
+        }
+        Err(DownloadError::GaveUp {
+            attempts: self.attempts,
+            last: Box::new(last.unwrap_or(DownloadError::Failed {
+                url: String::new(),
+                reason: "no URL to download from".into(),
+            })),
+        })
+    }
+
+    async fn read_at_most(
+        &self,
+        url: &ArtifactUrl,
+        limit: usize,
+    ) -> Result<Vec<u8>, DownloadError> {
+        let mut body = self.get(url, 0).await?;
+        let mut out = Vec::new();
+        while let Some(chunk) = self.next_chunk(url, &mut body).await? {
+            let room = limit - out.len();
+            out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// Streams exactly `size` bytes from the first URL that works into
     /// `sink`, resuming with `Range` after errors. `progress` gets the bytes
     /// delivered so far. Errors are sent into the sink too, so the reader

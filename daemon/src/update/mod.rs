@@ -25,7 +25,8 @@
 //!    only bytes of the signed artifact; the first chunk is checked before
 //!    SWUpdate is even asked, so an artifact that is wrong from its start
 //!    (another release, a tampered `sw-description`) leaves both slots
-//!    untouched. The whole-artifact SHA-256 is checked at the end as well.
+//!    untouched. The whole artifact's length and SHA-256 are checked too,
+//!    before the last chunk goes on.
 //!    SWUpdate checks the CMS signature, hardware compatibility and the
 //!    image's SHA-256 again.
 //! 5. After any failure once SWUpdate had accepted the request, SWUpdate's
@@ -34,7 +35,7 @@
 //!
 //! Memory stays flat (one chunk, plus the index: 32 bytes per chunk) and
 //! nothing is stored.
-
+//!
 //! On success [`install`] returns [`Installed`]: what to persist *after the
 //! new slot is confirmed* ([`UpdateRecords::confirm`]), not now. Raising
 //! the version and floors at install time would be wrong because the new
@@ -241,19 +242,22 @@ fn install_inner<R: Read>(
     };
 
     // 3. The chunk index the manifest signs (never more than its length).
-    let pinned = release.manifest().artifact.index.size;
-    let mut index = Vec::new();
-    open(Part::Index)
-        .and_then(|r| r.take(pinned.saturating_add(1)).read_to_end(&mut index))
-        .map_err(refused)?;
-    let index: ChunkIndex = release
-        .chunk_index(&index)
-        .map_err(|source| UpdateError::Artifact { version, source })?;
+    let index: ChunkIndex = {
+        let pinned = release.manifest().artifact.index.size;
+        let mut bytes = Vec::new();
+        open(Part::Index)
+            .and_then(|r| r.take(pinned.saturating_add(1)).read_to_end(&mut bytes))
+            .map_err(refused)?;
+        release
+            .chunk_index(&bytes)
+            .map_err(|source| UpdateError::Artifact { version, source })?
+    };
 
-    // 4. The one download, checked chunk by chunk and whole; its first
-    //    chunk before SWUpdate hears of the install.
+    // 4. The one download, checked chunk by chunk (the last one also
+    //    against the whole artifact's SHA-256); its first chunk before
+    //    SWUpdate hears of the install.
     let artifact = open(Part::Artifact).map_err(refused)?;
-    let mut reader = CheckedReader::new(index.verified(artifact), release.artifact_checker());
+    let mut reader = index.verified(CheckedReader::new(artifact, release.artifact_checker()));
     let mut first = vec![0u8; CHUNK];
     let first_len = read_some(&mut reader, &mut first).map_err(refused)?;
 

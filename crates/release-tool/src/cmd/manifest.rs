@@ -35,6 +35,7 @@ const HELP: &str = "usage: hearth-release manifest --artifact FILE.swu --key PRE
   --rollout-start TIME   YYYY-MM-DDTHH:MM:SSZ (default now)
   --spread-hours N       spread the fleet over N hours (default 0)
   --product TEXT         product name (default Hearth)
+  --chunk-kib N          chunk length of the chunk index: 64, 128, 256 (default), 512 or 1024
   --dev                  allow development keys";
 
 /// Parses and runs.
@@ -56,6 +57,7 @@ pub fn main(p: &mut lexopt::Parser) -> Result<(), Error> {
         rollout_start: None,
         spread_hours: 0,
         product: "Hearth".parse()?,
+        chunk_len: DEFAULT_CHUNK_LEN,
         dev: false,
     };
     let mut req: [Option<String>; 8] = Default::default();
@@ -94,6 +96,15 @@ pub fn main(p: &mut lexopt::Parser) -> Result<(), Error> {
             Long("rollout-start") => a.rollout_start = Some(cli::parse(p, "rollout-start")?),
             Long("spread-hours") => a.spread_hours = cli::parse(p, "spread-hours")?,
             Long("product") => a.product = cli::parse(p, "product")?,
+            Long("chunk-kib") => {
+                let kib: u32 = cli::parse(p, "chunk-kib")?;
+                a.chunk_len = kib.saturating_mul(1024);
+                if !update_manifest::ChunkIndex::chunk_len_is_valid(a.chunk_len) {
+                    return Err(Error::Usage(format!(
+                        "--chunk-kib {kib}: use 64, 128, 256, 512 or 1024"
+                    )));
+                }
+            }
             Long("dev") => a.dev = true,
             Long("help") => return cli::help(HELP),
             _ => return Err(arg.unexpected().into()),
@@ -156,6 +167,8 @@ pub struct Args {
     pub spread_hours: u32,
     /// Product name.
     pub product: Label,
+    /// Chunk length of the chunk index.
+    pub chunk_len: u32,
     /// Allow development keys.
     pub dev: bool,
 }
@@ -249,7 +262,7 @@ pub fn run(a: &Args) -> Result<Manifest, Error> {
     for m in &a.mirrors {
         urls.push(artifact_url(m, &model, &version, &file)?);
     }
-    let index = index_file(&a.artifact, DEFAULT_CHUNK_LEN)?;
+    let index = index_file(&a.artifact, a.chunk_len)?;
     let index_bytes = index.to_bytes();
     let index = ArtifactIndex {
         urls: urls.iter().map(index_url).collect::<Result<_, _>>()?,

@@ -21,7 +21,7 @@ use crate::{Error, cli, openssl, progress, swu};
 
 const HELP: &str = "usage: hearth-release verify --root PREFIX --manifest FILE --model M --hw-revision R --installed-version X.Y.Z [options]
   --root PREFIX            the trusted root (PREFIX.pub.pem; PREFIX.cert.pem for the CMS check)
-  --artifact FILE.swu      also check the artifact (size, sha256, layout, CMS signature)
+  --artifact FILE.swu      also check the artifact (chunk index, size, sha256, layout, CMS signature)
   --security-floor N       the device's anti-rollback floor (default 0)
   --keyring-floor N        the highest key-ring version the device has seen (default 0)
   --max-artifact-size N    the device's size cap in bytes (default 4294967295)
@@ -123,15 +123,15 @@ pub fn run(a: &Args) -> Result<update_manifest::VerifiedRelease, Error> {
         return Ok(release);
     };
     // 1. As the device streams it: each chunk against the index the
-    //    manifest pins, then the exact size and sha256.
+    //    manifest pins, the last also against the exact size and sha256.
     let index = super::build::index_file(artifact, release.manifest().artifact.index.chunk_len)?;
     let index = release.chunk_index(&index.to_bytes())?;
     let f = fs::File::open(artifact).map_err(Error::io(artifact))?;
     let bar = progress::bytes(release.manifest().artifact.size, "checking");
-    let mut checked = update_manifest::CheckedReader::new(
-        index.verified(bar.wrap_read(f)),
+    let mut checked = index.verified(update_manifest::CheckedReader::new(
+        bar.wrap_read(f),
         release.artifact_checker(),
-    );
+    ));
     std::io::copy(&mut checked, &mut std::io::sink()).map_err(|e| checked_error(e, artifact))?;
     bar.finish_and_clear();
 
