@@ -182,22 +182,23 @@ impl Device {
 
     /// Looks after QEMU while a test waits for the device: returns the
     /// console so far. QEMU 7.2 under TCG sometimes never comes back from
-    /// the guest's reset: the console stops at "reboot: machine restart" and
-    /// no firmware output follows, and a QMP system_reset does not help
-    /// either (seen in CI). The guest has finished its shutdown by then, so
-    /// after 90 s of that this power-cycles QEMU, as a board's watchdog or
-    /// its owner would, and says so. Every wait that spans a reboot must
-    /// call this (every [`Device::wait_for`] does).
+    /// the guest's reset: the console stops at "reboot: machine restart"
+    /// (no firmware output follows), or in the firmware or GRUB right
+    /// after it, and a QMP system_reset does not help either (seen in CI).
+    /// After 90 s of that this power-cycles QEMU, as a board's watchdog or
+    /// its owner would, and says so; a boot path that hangs every time
+    /// (a broken ESP, say) fails the test at the fourth hang. Every wait
+    /// that spans a reboot must call this (every [`Device::wait_for`] does).
     pub fn tend(&mut self) -> String {
         let serial = self.serial();
         if serial.len() != self.console_len {
             self.console_len = serial.len();
             self.console_still_since = Instant::now();
-        } else if serial.trim_end().ends_with("reboot: machine restart")
+        } else if let Some(at) = stalled_on_the_way_up(&serial)
             && self.console_still_since.elapsed() > Duration::from_secs(90)
         {
             eprintln!(
-                "{}: QEMU hung after the guest's reboot for 90 s; power-cycling it (QEMU bug, see README)",
+                "{}: the console stood still at {at:?} for 90 s; power-cycling QEMU (QEMU bug, see README)",
                 self.label
             );
             assert!(
@@ -384,6 +385,41 @@ impl Drop for Device {
     }
 }
 
+/// Where a reboot can stand still for good under QEMU 7.2's TCG: the
+/// console's last line, without colour codes, when it is one of these
+/// (each is followed within seconds by more output on a boot that works).
+fn stalled_on_the_way_up(serial: &str) -> Option<&'static str> {
+    const STEPS: [&str; 3] = [
+        "reboot: machine restart",
+        "BdsDxe: starting Boot",
+        "Welcome to GRUB!",
+    ];
+    let last = serial
+        .lines()
+        .map(without_colour_codes)
+        .rfind(|line| !line.trim().is_empty())?;
+    STEPS.into_iter().find(|step| last.contains(step))
+}
+
+/// `line` without ANSI escape sequences (`ESC [ ... letter`).
+fn without_colour_codes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip to the sequence's final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Starts `qemu/boot ARGS`, in its own process group so that QEMU and
 /// qemu/boot's helpers die together.
 fn spawn(args: &[std::ffi::OsString], stderr_file: &std::path::Path) -> Child {
@@ -400,4 +436,25 @@ fn spawn(args: &[std::ffi::OsString], stderr_file: &std::path::Path) -> Child {
         .process_group(0)
         .spawn()
         .expect("start qemu/boot")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_console_that_stops_in_the_reset_path_is_recognised() {
+        let grub = "BdsDxe: starting Boot0001 \"UEFI Misc Device\"\r\n\u{1b}[0m\u{1b}[30m\u{1b}[47mWelcome to GRUB!\n\r\n\r\u{1b}[0m\u{1b}[37m\u{1b}[40m";
+        assert_eq!(stalled_on_the_way_up(grub), Some("Welcome to GRUB!"));
+        assert_eq!(
+            stalled_on_the_way_up("[ 111.0] reboot: machine restart\n"),
+            Some("reboot: machine restart")
+        );
+        let booting = format!("{grub}Hearth: booting slot A from (hd0,gpt2)\n");
+        assert_eq!(stalled_on_the_way_up(&booting), None);
+        assert_eq!(
+            stalled_on_the_way_up("hearthd: HTTPS ready on 0.0.0.0:443\n"),
+            None
+        );
+    }
 }

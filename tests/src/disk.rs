@@ -141,10 +141,16 @@ impl Disk {
 
 impl Drop for Disk {
     /// A failing test keeps the serial logs and qemu/boot's messages of every
-    /// boot of this disk in tests/artifacts/<name>/; the disk itself goes.
+    /// boot of this disk in tests/artifacts/<name>/; the disk itself goes,
+    /// unless `HEARTH_KEEP_FAILED_DISKS` is set (then its whole state
+    /// directory stays, the overlay on the image it names in `base`).
     fn drop(&mut self) {
         if !std::thread::panicking() {
             return;
+        }
+        if std::env::var_os("HEARTH_KEEP_FAILED_DISKS").is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!("{}: disk kept in {}", self.name, self.dir.path().display());
         }
         let keep = crate::artifacts_dir().join(&self.name);
         if std::fs::create_dir_all(&keep).is_err() {
