@@ -33,21 +33,7 @@ fn cmd_topic(device: &str) -> String {
 
 /// The daemon's stderr without terminal colour codes.
 fn plain_log(daemon: &Daemon) -> String {
-    let raw = daemon.stderr();
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    strip_ansi_escapes::strip_str(daemon.stderr())
 }
 
 // ---- owner side over HTTPS --------------------------------------------------

@@ -396,28 +396,9 @@ fn stalled_on_the_way_up(serial: &str) -> Option<&'static str> {
     ];
     let last = serial
         .lines()
-        .map(without_colour_codes)
+        .map(strip_ansi_escapes::strip_str)
         .rfind(|line| !line.trim().is_empty())?;
     STEPS.into_iter().find(|step| last.contains(step))
-}
-
-/// `line` without ANSI escape sequences (`ESC [ ... letter`).
-fn without_colour_codes(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // Skip to the sequence's final letter.
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Starts `qemu/boot ARGS`, in its own process group so that QEMU and

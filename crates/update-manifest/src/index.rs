@@ -319,6 +319,18 @@ mod tests {
         Ok(v)
     }
 
+    /// What `r` hands out before its error, and the error.
+    fn until_error(r: &mut impl Read) -> (Vec<u8>, io::Error) {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match r.read(&mut buf) {
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => return (out, e),
+            }
+        }
+    }
+
     fn artifact(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 % 251) as u8).collect()
     }
@@ -408,14 +420,7 @@ mod tests {
         let mut other = data.clone();
         other[CHUNK + 10] ^= 0x80;
         let mut r = index.verified(&other[..]);
-        let mut out = Vec::new();
-        let mut buf = [0u8; 4096];
-        let err = loop {
-            match r.read(&mut buf) {
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) => break e,
-            }
-        };
+        let (out, err) = until_error(&mut r);
         assert_eq!(out, data[..CHUNK], "only the first, matching chunk");
         assert!(
             matches!(
@@ -459,14 +464,7 @@ mod tests {
         let mut longer = exact.clone();
         longer.push(7);
         let mut r = index.verified(&longer[..]);
-        let mut out = Vec::new();
-        let mut buf = [0u8; 4096];
-        let e = loop {
-            match r.read(&mut buf) {
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) => break e,
-            }
-        };
+        let (out, e) = until_error(&mut r);
         assert_eq!(out.len(), CHUNK, "only the chunks before the last");
         assert!(e.to_string().contains("longer"), "{e}");
 
@@ -483,14 +481,7 @@ mod tests {
         let index = index(&data);
         let wrong = crate::ArtifactChecker::new(Sha256::digest(b"other"), data.len() as u64);
         let mut r = index.verified(crate::CheckedReader::new(&data[..], wrong));
-        let mut out = Vec::new();
-        let mut buf = [0u8; 4096];
-        let e = loop {
-            match r.read(&mut buf) {
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) => break e,
-            }
-        };
+        let (out, e) = until_error(&mut r);
         assert_eq!(out, data[..2 * CHUNK]);
         assert!(e.to_string().contains("sha256"), "{e}");
     }

@@ -97,16 +97,12 @@ impl Fetcher {
         url: &ArtifactUrl,
         limit: usize,
     ) -> Result<Vec<u8>, DownloadError> {
-        let mut body = self.get(url, 0).await?;
-        let mut out = Vec::new();
-        while let Some(chunk) = self.next_chunk(url, &mut body).await? {
-            if out.len() + chunk.len() > limit {
-                return Err(DownloadError::TooLong {
-                    url: url.to_string(),
-                    limit: limit as u64,
-                });
-            }
-            out.extend_from_slice(&chunk);
+        let out = self.read_at_most(url, limit.saturating_add(1)).await?;
+        if out.len() > limit {
+            return Err(DownloadError::TooLong {
+                url: url.to_string(),
+                limit: limit as u64,
+            });
         }
         Ok(out)
     }
@@ -133,18 +129,27 @@ impl Fetcher {
                     last = Some(error);
                 }
             }
-            if attempt + 1 < self.attempts {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(MAX_RETRY_PAUSE);
-            }
+            self.pause_after(attempt, &mut pause).await;
         }
-        Err(DownloadError::GaveUp {
+        Err(self.gave_up(last))
+    }
+
+    /// Waits before the next attempt, twice as long each time.
+    async fn pause_after(&self, attempt: u32, pause: &mut Duration) {
+        if attempt + 1 < self.attempts {
+            tokio::time::sleep(*pause).await;
+            *pause = (*pause * 2).min(MAX_RETRY_PAUSE);
+        }
+    }
+
+    fn gave_up(&self, last: Option<DownloadError>) -> DownloadError {
+        DownloadError::GaveUp {
             attempts: self.attempts,
             last: Box::new(last.unwrap_or(DownloadError::Failed {
                 url: String::new(),
                 reason: "no URL to download from".into(),
             })),
-        })
+        }
     }
 
     async fn read_at_most(
@@ -210,18 +215,9 @@ impl Fetcher {
                     last = Some(error);
                 }
             }
-            if attempt + 1 < self.attempts {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(MAX_RETRY_PAUSE);
-            }
+            self.pause_after(attempt, &mut pause).await;
         }
-        Err(DownloadError::GaveUp {
-            attempts: self.attempts,
-            last: Box::new(last.unwrap_or(DownloadError::Failed {
-                url: String::new(),
-                reason: "no URL to download from".into(),
-            })),
-        })
+        Err(self.gave_up(last))
     }
 
     async fn stream_from(

@@ -258,8 +258,11 @@ fn install_inner<R: Read>(
     //    SWUpdate hears of the install.
     let artifact = open(Part::Artifact).map_err(refused)?;
     let mut reader = index.verified(CheckedReader::new(artifact, release.artifact_checker()));
-    let mut first = vec![0u8; CHUNK];
-    let first_len = read_some(&mut reader, &mut first).map_err(refused)?;
+    let mut first = Vec::with_capacity(CHUNK);
+    (&mut reader)
+        .take(CHUNK as u64)
+        .read_to_end(&mut first)
+        .map_err(refused)?;
 
     // 2. SWUpdate accepts only the version the manifest signs.
     let start_err = |source| UpdateError::Start {
@@ -288,7 +291,7 @@ fn install_inner<R: Read>(
 
     // Only checked bytes reach SWUpdate.
     let streamed = installer
-        .write_all(&first[..first_len])
+        .write_all(&first)
         .map_err(|_| Stopped::Writing)
         .and_then(|()| copy_into(&mut reader, &mut installer));
     let verdict = installer.finish();
@@ -316,20 +319,6 @@ fn install_inner<R: Read>(
             Err(UpdateError::Swupdate { version, source })
         }
     }
-}
-
-/// Reads until `buf` is full or the stream ends; returns the bytes read.
-fn read_some(from: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match from.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// Why the copy into SWUpdate ended early.
