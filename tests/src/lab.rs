@@ -180,12 +180,7 @@ impl Lab {
             }
             device.tend();
             if Instant::now() >= deadline {
-                panic!(
-                    "{}
-{}",
-                    self.no_status(what, limit),
-                    device.diagnostics()
-                );
+                panic!("{}\n{}", self.no_status(what, limit), device.diagnostics());
             }
         }
     }

@@ -151,6 +151,24 @@ pub(crate) fn invalid(e: ArtifactError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
+impl ArtifactError {
+    /// The `ArtifactError` inside an error of a checked read
+    /// ([`CheckedReader`], [`crate::VerifiedChunks`]), or the read's own
+    /// error (a dropped download) as it was.
+    pub fn from_io(e: io::Error) -> Result<ArtifactError, io::Error> {
+        if !e.get_ref().is_some_and(|inner| inner.is::<ArtifactError>()) {
+            return Err(e);
+        }
+        match e
+            .into_inner()
+            .map(|inner| inner.downcast::<ArtifactError>())
+        {
+            Some(Ok(artifact)) => Ok(*artifact),
+            _ => Err(io::Error::other("artifact check failed")),
+        }
+    }
+}
+
 impl<R: Read> Read for CheckedReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {

@@ -1045,14 +1045,12 @@ impl Agent {
         // `delivered` counts the artifact's bytes.
         let first_chunk = u64::from(manifest.artifact.index.chunk_len);
         let delivered = Arc::new(AtomicU64::new(0));
-        let streaming = Arc::new(AtomicBool::new(false));
         let downloads = Arc::new(std::sync::Mutex::new(Vec::new()));
         let open = {
             let runtime = tokio::runtime::Handle::current();
             let fetcher = self.fetcher.clone();
             let artifact = manifest.artifact.clone();
-            let (delivered, streaming, downloads) =
-                (delivered.clone(), streaming.clone(), downloads.clone());
+            let (delivered, downloads) = (delivered.clone(), downloads.clone());
             move |part: Part| -> std::io::Result<Box<dyn std::io::Read + Send>> {
                 if part == Part::Index {
                     // One byte more than pinned, so that a longer index is
@@ -1064,7 +1062,6 @@ impl Agent {
                         .map_err(std::io::Error::other)?;
                     return Ok(Box::new(std::io::Cursor::new(bytes)));
                 }
-                streaming.store(true, Ordering::Relaxed);
                 let (sink, reader) = ChannelReader::pair();
                 let (fetcher, counter) = (fetcher.clone(), delivered.clone());
                 let (urls, size) = (artifact.urls.clone(), artifact.size);
@@ -1106,7 +1103,7 @@ impl Agent {
                     // first chunk passed (SWUpdate is asked then): SWUpdate's
                     // figure once it reports one, until then the download's.
                     let streamed = delivered.load(Ordering::Relaxed);
-                    if !streaming.load(Ordering::Relaxed) || streamed <= first_chunk {
+                    if streamed <= first_chunk {
                         continue;
                     }
                     let from_swupdate = swupdate_percent.load(Ordering::Relaxed);

@@ -236,7 +236,7 @@ fn install_inner<R: Read>(
     // 1. Nothing is fetched until the manifest passed.
     let release = update_manifest::verify(manifest_bytes, root, facts, now)?;
     let version = release.version();
-    let refused = |e: io::Error| match artifact_error(e) {
+    let refused = |e: io::Error| match ArtifactError::from_io(e) {
         Ok(source) => UpdateError::Artifact { version, source },
         Err(source) => UpdateError::Read { version, source },
     };
@@ -339,23 +339,6 @@ fn copy_into(from: &mut impl Read, to: &mut impl Write) -> Result<(), Stopped> {
             Err(e) => return Err(Stopped::Reading(e)),
         };
         to.write_all(&buf[..n]).map_err(|_| Stopped::Writing)?;
-    }
-}
-
-/// The `ArtifactError` inside a checked read's error, or the I/O error.
-fn artifact_error(e: io::Error) -> Result<ArtifactError, io::Error> {
-    let is_artifact = e
-        .get_ref()
-        .is_some_and(|inner| inner.downcast_ref::<ArtifactError>().is_some());
-    if !is_artifact {
-        return Err(e);
-    }
-    match e
-        .into_inner()
-        .map(|inner| inner.downcast::<ArtifactError>())
-    {
-        Some(Ok(a)) => Ok(*a),
-        _ => Err(io::Error::other("artifact check failed")),
     }
 }
 

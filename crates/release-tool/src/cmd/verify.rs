@@ -204,17 +204,8 @@ fn tempdir_near(p: &std::path::Path) -> Result<PathBuf, Error> {
 
 /// The `ArtifactError` a checked read carries, or the read error.
 fn checked_error(e: std::io::Error, path: &std::path::Path) -> Error {
-    let is_artifact = e
-        .get_ref()
-        .is_some_and(|inner| inner.is::<update_manifest::ArtifactError>());
-    if !is_artifact {
-        return Error::io(path)(e);
-    }
-    match e
-        .into_inner()
-        .map(|inner| inner.downcast::<update_manifest::ArtifactError>())
-    {
-        Some(Ok(artifact)) => Error::Artifact(*artifact),
-        _ => Error::Msg(format!("{}: the artifact check failed", path.display())),
+    match update_manifest::ArtifactError::from_io(e) {
+        Ok(artifact) => Error::Artifact(artifact),
+        Err(e) => Error::io(path)(e),
     }
 }
