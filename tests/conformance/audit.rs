@@ -146,7 +146,8 @@ fn attack_files() -> Result<tempfile::TempDir, String> {
 }
 
 /// QEMU through `qemu/boot` in its own process group; killed on drop.
-struct Qemu(Child);
+/// The audit guest, with its guest slot (dropped after QEMU is gone).
+struct Qemu(Child, #[allow(dead_code)] system_tests::guests::Slot);
 
 impl Drop for Qemu {
     fn drop(&mut self) {
@@ -177,6 +178,7 @@ fn boot_and_wait(image: &Path, out_dir: &Path) -> Result<String, String> {
         return Err(format!("qemu/boot --prepare failed ({prepared})"));
     }
     let log = state.path().join("serial.log");
+    let slot = system_tests::guests::take("audit");
     let qemu = Qemu(
         Command::new(&boot)
             .args(["--no-build", "--exit-with-parent", "--image"])
@@ -193,6 +195,7 @@ fn boot_and_wait(image: &Path, out_dir: &Path) -> Result<String, String> {
             .process_group(0)
             .spawn()
             .map_err(|e| format!("qemu/boot did not start: {e}"))?,
+        slot,
     );
     // Boot (~50 s under TCG) plus lynis: 12 minutes under TCG on an idle
     // 2-core host, half as long again on a busy one.

@@ -13,6 +13,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::disk::Disk;
+use crate::guests::{self, Slot};
 use crate::https;
 
 /// The line hearthd prints on the console once HTTPS is up.
@@ -23,6 +24,8 @@ const FINGERPRINT_LABEL: &str = "certificate SHA-256 fingerprint ";
 pub struct Device {
     label: String,
     child: Option<Child>,
+    /// This machine's guest slot while the device is on (see [`guests`]).
+    slot: Option<Slot>,
     port: u16,
     log: PathBuf,
     boot_stderr: PathBuf,
@@ -94,6 +97,7 @@ impl Device {
             "--exit-with-parent".into(),
         ];
         launch.extend(extra.iter().map(Into::into));
+        let slot = guests::take(&format!("{}/{label}", disk.name()));
         let child = spawn(&launch, &boot_stderr);
         eprintln!(
             "[{}] {label}: QEMU started (pid {}), HTTPS on 127.0.0.1:{port}, serial log {}",
@@ -104,6 +108,7 @@ impl Device {
         Device {
             label: format!("{}/{label}", disk.name()),
             child: Some(child),
+            slot: Some(slot),
             port,
             log,
             boot_stderr,
@@ -121,9 +126,10 @@ impl Device {
 
     /// Kills QEMU and starts it again on the same disk, port and console
     /// (what a board's hardware watchdog or its owner does to a hung device).
+    /// The device keeps its guest slot: nothing else starts in between.
     fn power_cycle(&mut self) {
         self.earlier = self.serial();
-        self.kill();
+        self.reap();
         self.power_cycles += 1;
         self.child = Some(spawn(&self.launch, &self.boot_stderr));
     }
@@ -287,6 +293,7 @@ impl Device {
                         "{}: QEMU exited with {status} after power-down",
                         self.label
                     );
+                    self.slot = None;
                     break;
                 }
                 Ok(None) if Instant::now() < deadline => {
@@ -348,14 +355,10 @@ impl Device {
         );
     }
 
-    /// Kills QEMU at once (a power cut).
+    /// Kills QEMU at once (a power cut) and gives its guest slot back.
     pub fn kill(&mut self) {
-        if let Some(child) = self.child.as_ref() {
-            let pgid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"));
-            // Already gone is fine: then there is nothing left to stop.
-            let _ = killpg(pgid, Signal::SIGKILL);
-        }
         self.reap();
+        self.slot = None;
     }
 
     fn reap(&mut self) {

@@ -9,6 +9,8 @@
 //!   what the README's command boots). QEMU runs in its own process group and
 //!   is killed on drop, also when a test panics; the serial log is then kept
 //!   in `tests/artifacts/`.
+//! - [`guests`]: at most one QEMU guest per core on this machine, across
+//!   every test binary that runs at the same time.
 //! - [`https`]: a TLS client that accepts the device's self-signed
 //!   certificate but records its SHA-256 fingerprint, so tests compare it with
 //!   the one the device printed on its console.
@@ -22,6 +24,7 @@
 pub mod broker;
 mod device;
 mod disk;
+pub mod guests;
 pub mod https;
 pub mod lab;
 pub mod offline;

@@ -491,6 +491,8 @@ fn script() -> PathBuf {
 pub(crate) struct Board {
     label: String,
     child: Option<Child>,
+    /// This machine's guest slot while the board is on.
+    slot: Option<system_tests::guests::Slot>,
     log: PathBuf,
     stderr: PathBuf,
     monitor: PathBuf,
@@ -529,6 +531,7 @@ impl Board {
         stderr: PathBuf,
         monitor: PathBuf,
     ) -> Board {
+        let slot = system_tests::guests::take(label);
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -544,6 +547,7 @@ impl Board {
         Board {
             label: label.to_owned(),
             child: Some(child),
+            slot: Some(slot),
             log,
             stderr,
             monitor,
@@ -669,6 +673,7 @@ impl Board {
             let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
             let _ = child.wait();
         }
+        self.slot = None;
     }
 
     fn diagnostics(&self) -> String {
