@@ -178,7 +178,8 @@ fn boot_and_wait(image: &Path, out_dir: &Path) -> Result<String, String> {
         return Err(format!("qemu/boot --prepare failed ({prepared})"));
     }
     let log = state.path().join("serial.log");
-    let slot = system_tests::guests::take("audit");
+    // The longest guest of the run: the others fit beside it.
+    let slot = system_tests::guests::take_as(system_tests::guests::Priority::Long, "audit");
     let qemu = Qemu(
         Command::new(&boot)
             .args(["--no-build", "--exit-with-parent", "--image"])

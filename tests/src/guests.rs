@@ -11,47 +11,91 @@
 //! test process that dies loses its locks with it (and its QEMU follows it,
 //! `qemu/boot --exit-with-parent`).
 //!
-//! `HEARTH_GUESTS` sets the number of slots (default: the number of cores).
+//! Guests that wait queue in order: first by [`Priority`], then by arrival.
+//! Without the queue, a test that powers a device down and boots the next
+//! one at once would always win the slot it just gave back, and the
+//! longest guests (the audit image, the power-cut test) could start last
+//! and make the whole run longer.
+//!
+//! `HEARTH_GUESTS` sets the number of slots (default: the number of cores);
+//! `HEARTH_GUEST_PRIORITY` a test process's priority (`tests/run` sets it
+//! per job; default [`Priority::Normal`]).
 
 use std::fs::File;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// One guest's place; free again when dropped (and its QEMU has ended).
+/// Which waiting guest goes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    /// The longest guests: start them first, the rest fits beside them.
+    Long,
+    /// Guests whose tests are timed from outside: never kept waiting long.
+    Timed,
+    Normal,
+}
+
+impl Priority {
+    fn from_env() -> Priority {
+        match std::env::var("HEARTH_GUEST_PRIORITY").as_deref() {
+            Ok("long") => Priority::Long,
+            Ok("timed") => Priority::Timed,
+            Ok("normal") | Err(_) => Priority::Normal,
+            Ok(other) => panic!("HEARTH_GUEST_PRIORITY={other:?}: use long, timed or normal"),
+        }
+    }
+
+    fn digit(self) -> u8 {
+        match self {
+            Priority::Long => 0,
+            Priority::Timed => 1,
+            Priority::Normal => 2,
+        }
+    }
+}
+
+/// One guest's place; free again when dropped.
 #[derive(Debug)]
 pub struct Slot {
     _lock: File,
 }
 
-/// Waits for a free slot; `who` names the guest in the waiting message.
+/// Waits for a slot at this process's priority (`HEARTH_GUEST_PRIORITY`);
+/// `who` names the guest in the waiting message.
 pub fn take(who: &str) -> Slot {
+    take_as(Priority::from_env(), who)
+}
+
+/// Waits for a slot at `priority`.
+pub fn take_as(priority: Priority, who: &str) -> Slot {
     let slots = slot_count();
     let dir = slot_dir();
-    std::fs::create_dir_all(&dir)
-        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    let queue = dir.join("queue");
+    std::fs::create_dir_all(&queue)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", queue.display()));
+    let ticket = Ticket::join(&queue, priority);
     let waiting_since = Instant::now();
     let mut said = false;
     loop {
-        for index in 0..slots {
-            let path = dir.join(format!("slot-{index}"));
-            let file = File::options()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
-            match file.try_lock() {
-                Ok(()) => {
-                    if said {
-                        eprintln!(
-                            "[{who}] guest slot {index} free after {:.0} s",
-                            waiting_since.elapsed().as_secs_f64()
-                        );
+        if ticket.is_first() {
+            for index in 0..slots {
+                let path = dir.join(format!("slot-{index}"));
+                let file = open(&path);
+                match file.try_lock() {
+                    Ok(()) => {
+                        if said {
+                            eprintln!(
+                                "[{who}] guest slot {index} free after {:.0} s",
+                                waiting_since.elapsed().as_secs_f64()
+                            );
+                        }
+                        return Slot { _lock: file };
                     }
-                    return Slot { _lock: file };
-                }
-                Err(std::fs::TryLockError::WouldBlock) => {}
-                Err(std::fs::TryLockError::Error(e)) => {
-                    panic!("cannot lock {}: {e}", path.display())
+                    Err(std::fs::TryLockError::WouldBlock) => {}
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        panic!("cannot lock {}: {e}", path.display())
+                    }
                 }
             }
         }
@@ -61,8 +105,88 @@ pub fn take(who: &str) -> Slot {
             );
             said = true;
         }
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// A place in the queue: a locked file named `<priority>-<time>-<pid>-<n>`,
+/// so that names sort in queue order and a dead waiter's file is unlocked.
+struct Ticket {
+    path: PathBuf,
+    name: String,
+    _lock: File,
+}
+
+impl Ticket {
+    fn join(queue: &Path, priority: Priority) -> Ticket {
+        static COUNT: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!(
+            "{}-{nanos:024}-{}-{}",
+            priority.digit(),
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::Relaxed)
+        );
+        // Locked before it is renamed into the queue, so nobody can take it
+        // for a dead waiter's.
+        let pending = queue.join(format!(".{name}"));
+        let lock = open(&pending);
+        lock.lock()
+            .unwrap_or_else(|e| panic!("cannot lock {}: {e}", pending.display()));
+        let path = queue.join(&name);
+        std::fs::rename(&pending, &path)
+            .unwrap_or_else(|e| panic!("cannot queue {}: {e}", path.display()));
+        Ticket {
+            path,
+            name,
+            _lock: lock,
+        }
+    }
+
+    /// No live waiter is ahead (a dead one's ticket is removed on the way).
+    fn is_first(&self) -> bool {
+        let Ok(entries) = std::fs::read_dir(self.path.parent().expect("queue dir")) else {
+            return true;
+        };
+        let mut ahead: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                !name.starts_with('.') && *name < *self.name
+            })
+            .map(|entry| entry.path())
+            .collect();
+        ahead.sort();
+        for path in ahead {
+            let Ok(file) = File::open(&path) else {
+                continue; // it took its slot meanwhile
+            };
+            if file.try_lock().is_ok() {
+                // Nobody holds it: its waiter died.
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            return false;
+        }
+        true
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn open(path: &Path) -> File {
+    File::options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()))
 }
 
 fn slot_count() -> usize {
@@ -80,4 +204,27 @@ fn slot_count() -> usize {
 /// Shared by every checkout on this machine: they share its cores.
 fn slot_dir() -> PathBuf {
     std::env::temp_dir().join("hearth-guest-slots")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_goes_by_priority_then_arrival_and_skips_the_dead() {
+        let queue = tempfile::tempdir().expect("queue dir");
+        let normal = Ticket::join(queue.path(), Priority::Normal);
+        assert!(normal.is_first());
+        let long = Ticket::join(queue.path(), Priority::Long);
+        assert!(long.is_first(), "a long guest goes before a normal one");
+        assert!(!normal.is_first());
+        let later_long = Ticket::join(queue.path(), Priority::Long);
+        assert!(!later_long.is_first(), "the same priority goes by arrival");
+        drop(long);
+        assert!(later_long.is_first());
+        // A waiter that died leaves an unlocked ticket: it is passed over.
+        std::fs::write(queue.path().join("0-000-1-0"), b"").expect("dead ticket");
+        assert!(later_long.is_first());
+        assert!(!queue.path().join("0-000-1-0").exists());
+    }
 }
