@@ -1,6 +1,6 @@
 //! How many QEMU guests run at once on this machine, across every test
-//! binary: `tests/run` runs the host tests, the system tests and the
-//! conformance suite side by side, and under TCG each guest keeps one core
+//! binary: `tests/run` runs the host tests, the power-cut test and the other
+//! system tests side by side, and under TCG each guest keeps one core
 //! busy. More guests than cores only make each guest slower (and the
 //! suite's timed devices then fail), while fewer leave a core idle whenever
 //! a test waits on a timer.
@@ -14,8 +14,8 @@
 //! Guests that wait queue in order: first by [`Priority`], then by arrival.
 //! Without the queue, a test that powers a device down and boots the next
 //! one at once would always win the slot it just gave back, and the
-//! longest guests (the audit image, the power-cut test) could start last
-//! and make the whole run longer.
+//! longest guest (the power-cut test) could start last and make the whole
+//! run longer.
 //!
 //! `HEARTH_GUESTS` sets the number of slots (default: the number of cores);
 //! `HEARTH_GUEST_PRIORITY` a test process's priority (`tests/run` sets it
