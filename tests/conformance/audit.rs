@@ -145,19 +145,22 @@ fn attack_files() -> Result<tempfile::TempDir, String> {
     Ok(dir)
 }
 
-/// QEMU through `qemu/boot` in its own process group; killed on drop.
-/// The audit guest, with its guest slot (dropped after QEMU is gone).
-struct Qemu(Child, #[allow(dead_code)] system_tests::guests::Slot);
+/// QEMU through `qemu/boot` in its own process group; killed on drop,
+/// then its guest slot is given back.
+struct Qemu {
+    child: Child,
+    _slot: system_tests::guests::Slot,
+}
 
 impl Drop for Qemu {
     fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0.id()) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
             let _ = nix::sys::signal::killpg(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        let _ = self.0.wait();
+        let _ = self.child.wait();
     }
 }
 
@@ -178,10 +181,9 @@ fn boot_and_wait(image: &Path, out_dir: &Path) -> Result<String, String> {
         return Err(format!("qemu/boot --prepare failed ({prepared})"));
     }
     let log = state.path().join("serial.log");
-    // The longest guest of the run: the others fit beside it.
-    let slot = system_tests::guests::take_as(system_tests::guests::Priority::Long, "audit");
-    let qemu = Qemu(
-        Command::new(&boot)
+    let slot = system_tests::guests::take("audit");
+    let qemu = Qemu {
+        child: Command::new(&boot)
             .args(["--no-build", "--exit-with-parent", "--image"])
             .arg(image)
             .arg("--state-dir")
@@ -196,8 +198,8 @@ fn boot_and_wait(image: &Path, out_dir: &Path) -> Result<String, String> {
             .process_group(0)
             .spawn()
             .map_err(|e| format!("qemu/boot did not start: {e}"))?,
-        slot,
-    );
+        _slot: slot,
+    };
     // Boot (~50 s under TCG) plus lynis: 12 minutes under TCG on an idle
     // 2-core host, half as long again on a busy one.
     let limit = system_tests::boot_timeout() + Duration::from_secs(1800);

@@ -11,7 +11,7 @@
 //! test process that dies loses its locks with it (and its QEMU follows it,
 //! `qemu/boot --exit-with-parent`).
 //!
-//! Guests that wait queue in order: first by [`Priority`], then by arrival.
+//! Guests that wait queue in order: first by priority, then by arrival.
 //! Without the queue, a test that powers a device down and boots the next
 //! one at once would always win the slot it just gave back, and the
 //! longest guest (the power-cut test) could start last and make the whole
@@ -27,12 +27,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Which waiting guest goes first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Priority {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Priority {
     /// The longest guests: start them first, the rest fits beside them.
     Long,
-    /// Guests whose tests are timed from outside: never kept waiting long.
-    Timed,
     Normal,
 }
 
@@ -40,17 +38,15 @@ impl Priority {
     fn from_env() -> Priority {
         match std::env::var("HEARTH_GUEST_PRIORITY").as_deref() {
             Ok("long") => Priority::Long,
-            Ok("timed") => Priority::Timed,
             Ok("normal") | Err(_) => Priority::Normal,
-            Ok(other) => panic!("HEARTH_GUEST_PRIORITY={other:?}: use long, timed or normal"),
+            Ok(other) => panic!("HEARTH_GUEST_PRIORITY={other:?}: use long or normal"),
         }
     }
 
     fn digit(self) -> u8 {
         match self {
             Priority::Long => 0,
-            Priority::Timed => 1,
-            Priority::Normal => 2,
+            Priority::Normal => 1,
         }
     }
 }
@@ -64,11 +60,7 @@ pub struct Slot {
 /// Waits for a slot at this process's priority (`HEARTH_GUEST_PRIORITY`);
 /// `who` names the guest in the waiting message.
 pub fn take(who: &str) -> Slot {
-    take_as(Priority::from_env(), who)
-}
-
-/// Waits for a slot at `priority`.
-pub fn take_as(priority: Priority, who: &str) -> Slot {
+    let priority = Priority::from_env();
     let slots = slot_count();
     let dir = slot_dir();
     let queue = dir.join("queue");
