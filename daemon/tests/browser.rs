@@ -337,6 +337,14 @@ fn the_dashboard_shows_the_download_progress_and_warns_before_the_restart() {
     let notice = browser.text("#update-reboot");
     assert!(notice.contains("restart"), "{notice}");
     assert!(!reboot_request.exists(), "the restart waits for the notice");
+    // The owner saves the settings during the notice (anything that wakes
+    // the update agent: a periodic check does the same). It once restarted
+    // the device at once, before the time the owner had been given.
+    let saved = browser.script(SAVE_SETTINGS_UNCHANGED);
+    let until = saved["until"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(saved["status"], 200, "saving the settings: {saved}");
+    let until = time::OffsetDateTime::parse(&until, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("the notice's time {until:?}: {e}"));
     browser.screenshot("15-dashboard-restart-notice");
     browser.check_phone("15-dashboard-restart-notice");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -347,11 +355,36 @@ fn the_dashboard_shows_the_download_progress_and_warns_before_the_restart() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    let requested: time::OffsetDateTime = std::fs::metadata(&reboot_request)
+        .and_then(|m| m.modified())
+        .expect("the reboot request's time")
+        .into();
+    assert!(
+        requested.unix_timestamp() >= until.unix_timestamp(),
+        "the restart was requested at {requested}, before the {until} the owner was told"
+    );
     // SWUpdate wrote slot B and armed it for one trial boot.
     assert_eq!(swupdate.slot(&swupdate.slot_b), image(7));
     assert_eq!(swupdate.grubenv_var("hearth_slot").as_deref(), Some("B"));
     assert_eq!(swupdate.grubenv_var("ustate").as_deref(), Some("1"));
 }
+
+/// Run in the dashboard: reads the settings and saves them unchanged as the
+/// page would, then reads the restart time the update card shows.
+const SAVE_SETTINGS_UNCHANGED: &str = "
+    const call = (method, path, body) => {
+        const x = new XMLHttpRequest();
+        x.open(method, path, false);
+        x.setRequestHeader('Content-Type', 'application/json');
+        if (method !== 'GET') x.setRequestHeader('X-CSRF-Token', csrfToken);
+        x.send(body);
+        return x;
+    };
+    const settings = call('GET', '/api/settings').responseText;
+    const saved = call('PUT', '/api/settings', settings);
+    const update = JSON.parse(call('GET', '/api/update').responseText);
+    return { status: saved.status, until: update.until };
+";
 
 /// A Chromium session through chromedriver; both end on drop.
 struct Browser {

@@ -399,6 +399,9 @@ struct Agent {
     wake_at: Option<Instant>,
     /// The reboot is due at this time (once an install is armed).
     reboot_at: Option<Timestamp>,
+    /// The restart time the owner was told ("rebooting" status): nothing
+    /// that wakes the agent meanwhile restarts the device earlier.
+    announced_restart: Option<Timestamp>,
     /// The restart has been requested: nothing more is installed. (A trial
     /// slot that failed its health check must reach the boot loader with
     /// SWUpdate's state untouched, or the boot loader does not fall back.)
@@ -484,6 +487,7 @@ impl Agent {
             failed: None,
             wake_at: None,
             reboot_at: None,
+            announced_restart: None,
             restarting: false,
         })
     }
@@ -1203,6 +1207,7 @@ impl Agent {
         let now = Timestamp::now();
         let notice = self.config.reboot_notice_secs as i64;
         if now.unix() + notice < at.unix() {
+            self.announced_restart = None;
             self.set_status(|s| {
                 s.state = State::WaitingToReboot;
                 s.until = Some(at.to_string());
@@ -1211,22 +1216,31 @@ impl Agent {
             self.wake_at = Some(Instant::now() + Duration::from_secs(secs));
             return;
         }
-        let current = self.status.borrow().state;
-        if current != State::Rebooting {
-            let when = now.plus_seconds(notice).max(at);
-            self.set_status(|s| {
-                s.state = State::Rebooting;
-                s.until = Some(when.to_string());
-            });
-            let version = self
-                .status
-                .borrow()
-                .release
-                .as_ref()
-                .map(|r| r.version.clone())
-                .unwrap_or_default();
-            tracing::info!(%version, at = %when, "the device restarts to finish the update");
-            let secs = (when.unix() - now.unix()).max(0) as u64;
+        let announced = match self.announced_restart {
+            Some(announced) if self.status.borrow().state == State::Rebooting => announced,
+            _ => {
+                let when = now.plus_seconds(notice).max(at);
+                self.set_status(|s| {
+                    s.state = State::Rebooting;
+                    s.until = Some(when.to_string());
+                });
+                let version = self
+                    .status
+                    .borrow()
+                    .release
+                    .as_ref()
+                    .map(|r| r.version.clone())
+                    .unwrap_or_default();
+                tracing::info!(%version, at = %when, "the device restarts to finish the update");
+                self.announced_restart = Some(when);
+                when
+            }
+        };
+        // A periodic check, the owner saving the settings or a postponement
+        // wakes the agent too: the notice still runs to the time it gave.
+        let due = announced.max(at);
+        if now.unix() < due.unix() {
+            let secs = (due.unix() - now.unix()).max(1) as u64;
             self.wake_at = Some(Instant::now() + Duration::from_secs(secs));
             return;
         }
