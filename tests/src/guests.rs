@@ -19,9 +19,13 @@
 //!
 //! `HEARTH_GUESTS` sets the number of slots (default: the number of cores);
 //! `HEARTH_GUEST_PRIORITY` a test process's priority (`tests/run` sets it
-//! per job; default [`Priority::Normal`]).
+//! per job; default [`Priority::Normal`]). With `HEARTH_GUEST_LOG` set, each
+//! guest appends a line to that file when it gives its slot back: the test,
+//! the guest, and how long it held the slot (`tests/run` prints the longest:
+//! what to make cheaper when the run is slow).
 
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -55,6 +59,25 @@ impl Priority {
 #[derive(Debug)]
 pub struct Slot {
     _lock: File,
+    who: String,
+    since: Instant,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Some(log) = std::env::var_os("HEARTH_GUEST_LOG") else {
+            return;
+        };
+        // libtest names each test's thread after the test.
+        let test = std::thread::current().name().unwrap_or("-").to_owned();
+        let line = format!(
+            "{:6.0} s  {test}  [{}]\n",
+            self.since.elapsed().as_secs_f64(),
+            self.who
+        );
+        // One short O_APPEND write: lines from parallel processes stay whole.
+        let _ = open(Path::new(&log)).write_all(line.as_bytes());
+    }
 }
 
 /// Waits for a slot at this process's priority (`HEARTH_GUEST_PRIORITY`);
@@ -82,7 +105,11 @@ pub fn take(who: &str) -> Slot {
                                 waiting_since.elapsed().as_secs_f64()
                             );
                         }
-                        return Slot { _lock: file };
+                        return Slot {
+                            _lock: file,
+                            who: who.to_owned(),
+                            since: Instant::now(),
+                        };
                     }
                     Err(std::fs::TryLockError::WouldBlock) => {}
                     Err(std::fs::TryLockError::Error(e)) => {
