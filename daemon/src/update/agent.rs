@@ -1178,7 +1178,10 @@ impl Agent {
             while !done.load(Ordering::Relaxed) {
                 match stream.next_message() {
                     Ok(message) if message.nsteps > 0 => {
-                        percent.store(message.cur_percent.min(100) as u8, Ordering::Relaxed);
+                        let _ =
+                            percent.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |shown| {
+                                Some(forward_percent(shown, &message))
+                            });
                     }
                     Ok(_) => {}
                     Err(swupdate_rs::Error::Io { source, .. })
@@ -1334,9 +1337,39 @@ fn data_is_mounted(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The install's percentage as the owner sees it, from SWUpdate's per-step
+/// figure: it only moves forward. After the image, SWUpdate's small last
+/// step (the boot environment) starts again at 0, and the bar went back.
+/// `shown` is `u8::MAX` until SWUpdate has reported.
+fn forward_percent(shown: u8, message: &swupdate_rs::ProgressMessage) -> u8 {
+    let now = message.cur_percent.min(100) as u8;
+    if shown == u8::MAX {
+        now
+    } else {
+        shown.max(now)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+
+    #[test]
+    fn the_install_percentage_never_goes_back_when_swupdate_starts_its_next_step() {
+        let step = |cur_step, cur_percent| swupdate_rs::ProgressMessage {
+            nsteps: 2,
+            cur_step,
+            cur_percent,
+            ..Default::default()
+        };
+        let mut shown = u8::MAX;
+        let mut seen = Vec::new();
+        for message in [step(1, 40), step(1, 100), step(2, 0), step(2, 100)] {
+            shown = forward_percent(shown, &message);
+            seen.push(shown);
+        }
+        assert_eq!(seen, [40, 100, 100, 100]);
+    }
     use super::*;
 
     #[test]
