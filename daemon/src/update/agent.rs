@@ -1353,23 +1353,6 @@ fn forward_percent(shown: u8, message: &swupdate_rs::ProgressMessage) -> u8 {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-
-    #[test]
-    fn the_install_percentage_never_goes_back_when_swupdate_starts_its_next_step() {
-        let step = |cur_step, cur_percent| swupdate_rs::ProgressMessage {
-            nsteps: 2,
-            cur_step,
-            cur_percent,
-            ..Default::default()
-        };
-        let mut shown = u8::MAX;
-        let mut seen = Vec::new();
-        for message in [step(1, 40), step(1, 100), step(2, 0), step(2, 100)] {
-            shown = forward_percent(shown, &message);
-            seen.push(shown);
-        }
-        assert_eq!(seen, [40, 100, 100, 100]);
-    }
     use super::*;
 
     #[test]
@@ -1497,5 +1480,22 @@ mod tests {
         assert_eq!(percent(50, 200), 25);
         assert_eq!(percent(500, 200), 100);
         assert_eq!(percent(1, 0), 0);
+    }
+
+    #[test]
+    fn the_install_percentage_never_goes_back_when_swupdate_starts_its_next_step() {
+        let step = |cur_step, cur_percent| swupdate_rs::ProgressMessage {
+            nsteps: 2,
+            cur_step,
+            cur_percent,
+            ..Default::default()
+        };
+        let mut shown = u8::MAX;
+        let mut seen = Vec::new();
+        for message in [step(1, 40), step(1, 100), step(2, 0), step(2, 100)] {
+            shown = forward_percent(shown, &message);
+            seen.push(shown);
+        }
+        assert_eq!(seen, [40, 100, 100, 100]);
     }
 }
