@@ -57,6 +57,7 @@
 pub mod agent;
 pub mod config;
 pub mod download;
+pub mod lifecycle;
 pub mod policy;
 mod record;
 mod slot;
