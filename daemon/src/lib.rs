@@ -6,6 +6,7 @@
 //! `swupdate-rs`); this crate wires them to the network and the OS.
 
 pub mod access;
+pub mod app;
 pub mod board;
 pub mod cli;
 pub mod config;
@@ -159,9 +160,17 @@ fn serve(config: &Config) -> Result<Ended, Error> {
                 .map(Arc::new)
                 .map_err(|e| e.to_string())
         });
-    let state = Arc::new(web::AppState {
+    let access = Arc::new(access::Access::new(store.clone(), credentials, policy));
+    let settings = Arc::new(settings);
+    let handles = update::agent::Handles {
+        access: access.clone(),
+        settings: settings.clone(),
+        fleet_enabled: config.fleet.is_some(),
+        data_dir: config.data_dir.clone(),
+    };
+    let state = Arc::new(app::AppState {
         firmware_version,
-        access: access::Access::new(store.clone(), credentials, policy),
+        access,
         plug: match &config.board.relay {
             Some(line) => {
                 plug::Plug::open(store.clone()).with_relay(line, config.board.relay_active_low)
@@ -171,8 +180,6 @@ fn serve(config: &Config) -> Result<Ended, Error> {
         settings,
         vendor,
         updates,
-        fleet_enabled: config.fleet.is_some(),
-        data_dir: config.data_dir.clone(),
         development_keys: development_keys(config),
     });
     banner(&state, first_boot.as_ref());
@@ -221,7 +228,7 @@ fn serve(config: &Config) -> Result<Ended, Error> {
                 Some(tokio::spawn(update::agent::run(
                     update,
                     inbox,
-                    state.clone(),
+                    handles,
                     store.clone(),
                     records,
                     device_id,
@@ -363,7 +370,7 @@ pub fn development_keys(config: &Config) -> Option<String> {
 /// The console banner: what the device is, whom to tell about a security
 /// problem, and on first boot the setup code, which only someone with the
 /// device in hand can read.
-fn banner(state: &web::AppState, first_boot: Option<&access::FirstBoot>) {
+fn banner(state: &app::AppState, first_boot: Option<&access::FirstBoot>) {
     let vendor = &state.vendor;
     let today = time::OffsetDateTime::now_utc().date();
     let support = vendor.support_status(today);

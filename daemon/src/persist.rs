@@ -181,7 +181,7 @@ impl Store {
                         .mode(0o700)
                         .create(&kept)
                         .map_err(io_err)?;
-                    write_atomic(&kept, name, &bytes).map_err(io_err)?;
+                    write_atomically(&kept, name, &bytes, 0o600).map_err(io_err)?;
                 }
             }
             fs::rename(&live, root.join(DISCARDED)).map_err(io_err)?;
@@ -257,7 +257,7 @@ impl Store {
 
     /// Writes raw bytes atomically with mode 0600 (keys, certificates).
     pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        write_atomic(&self.dir, name, bytes).map_err(|source| StoreError::Io {
+        write_atomically(&self.dir, name, bytes, 0o600).map_err(|source| StoreError::Io {
             path: self.dir.join(name),
             source,
         })
@@ -353,14 +353,18 @@ fn sha256_hex(bytes: &[u8]) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Temp file, fsync, rename, directory fsync.
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+/// Writes `dir/name` so that a power cut leaves the old file or the new
+/// one, whole: a temporary file beside it (created anew, `mode`), fsync,
+/// rename, directory fsync. The one way the daemon writes a file that must
+/// survive; a temporary file a power cut leaves behind starts with
+/// `.tmp-`.
+pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
     let temp = dir.join(format!("{TEMP_PREFIX}{name}.{}", std::process::id()));
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(mode)
             .open(&temp)?;
         file.write_all(bytes)?;
         file.sync_all()?;

@@ -1,4 +1,5 @@
-//! The HTTPS server: the only module that speaks HTTP.
+//! The HTTPS server: the device's only HTTP server (the update download is
+//! an HTTPS client, in `update::download`).
 //!
 //! `router()` builds the whole application without a socket, so tests can
 //! call it directly; `serve()` puts it behind rustls on a listener.
@@ -29,37 +30,16 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::access::{Access, AccessError, Client, Welcome};
+use crate::access::{AccessError, Client, Welcome};
+use crate::app::AppState;
 use crate::connections::{self, Acceptor, Admitted, Connections, SlotHandle};
-use crate::plug::Plug;
-use crate::settings::{Settings, SettingsStore};
+use crate::settings::Settings;
 
 /// hyper's own header timeout; the whole-request deadline of
 /// `connections` is the one that counts.
 const HEADER_TIMEOUT: Duration = connections::REQUEST_DEADLINE;
 /// How long open connections get to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What the pages and the API read.
-#[derive(Debug)]
-pub struct AppState {
-    /// The running firmware (the image's `IMAGE_VERSION`).
-    pub firmware_version: String,
-    pub access: Access,
-    pub vendor: VendorFile,
-    pub plug: Plug,
-    pub settings: SettingsStore,
-    /// The update agent; `None` without an `[update]` section.
-    pub updates: Option<crate::update::Updates>,
-    /// Whether the device has an MQTT link (`[fleet]`).
-    pub fleet_enabled: bool,
-    /// The state store's directory (the health check looks at it).
-    pub data_dir: std::path::PathBuf,
-    /// The development-image marker's sentence, when this image trusts the
-    /// Hearth development keys (shown on the security page, the console
-    /// and in the MQTT device info).
-    pub development_keys: Option<String>,
-}
 
 type Shared = State<Arc<AppState>>;
 

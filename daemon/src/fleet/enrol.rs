@@ -8,9 +8,10 @@
 //! the certificate is there, the fleet link waits and the rest of the
 //! device works as usual.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+
+use crate::persist;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnrolError {
@@ -71,37 +72,22 @@ pub fn ensure(key_file: &Path, csr_file: &Path, device_id: &str) -> Result<Made,
     Ok(made)
 }
 
-/// Writes through a temporary file and a rename, so a power cut leaves
-/// either no file or a whole one.
+/// Writes through [`persist::write_atomically`], so a power cut leaves
+/// either no file or a whole one; makes the directory first.
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), EnrolError> {
     let fail = |source| EnrolError::Write {
         path: path.to_owned(),
         source,
     };
-    if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(fail)?;
-    }
-    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Err(fail(std::io::Error::other("not a file path")));
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
         .map_err(fail)?;
-    file.write_all(bytes).map_err(fail)?;
-    file.sync_all().map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)?;
-    if let Some(dir) = path.parent()
-        && let Ok(dir) = std::fs::File::open(dir)
-    {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    persist::write_atomically(dir, name, bytes, mode).map_err(fail)
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ use rumqttc::{
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::web::AppState;
+use crate::app::AppState;
 use backoff::Backoff;
 use command::{Action, Refusal};
 use messages::LastError;

@@ -13,7 +13,7 @@
 //! half: together they say which of the cases in
 //! [`classify`](super::lifecycle::classify) the device is in.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
@@ -31,8 +31,9 @@ use super::lifecycle::{
 use super::policy;
 use super::status::{Release, State, UpdateStatus};
 use super::{Installed, Part, Selection, Slot, UpdateRecords};
+use crate::access::Access;
 use crate::persist::{Cached, Store};
-use crate::web::AppState;
+use crate::settings::SettingsStore;
 
 /// What the agent is asked to do.
 #[derive(Debug)]
@@ -139,11 +140,27 @@ impl Updates {
 const MEMORY_NAME: &str = "update-agent";
 const MANIFEST_LIMIT: usize = update_manifest::manifest::MAX_MANIFEST_LEN;
 
+/// What the agent reads from the rest of the device, and nothing more.
+#[derive(Debug, Clone)]
+pub struct Handles {
+    /// The owner's credentials: a store that cannot be read fails the
+    /// health check.
+    pub access: Arc<Access>,
+    /// Automatic updates and the maintenance window.
+    pub settings: Arc<SettingsStore>,
+    /// Whether the device has an MQTT link (the health check waits for it
+    /// or for the manifest URL).
+    pub fleet_enabled: bool,
+    /// The state store's directory: the health check requires it to be a
+    /// mounted partition of its own.
+    pub data_dir: PathBuf,
+}
+
 /// Runs the agent until `shutdown` changes.
 pub async fn run(
     config: UpdateConfig,
     inbox: Inbox,
-    app: Arc<AppState>,
+    app: Handles,
     store: Arc<Store>,
     records: Result<Arc<UpdateRecords>, String>,
     device_id: String,
@@ -238,7 +255,7 @@ enum Asker {
 /// its effects and turns what they return into the next events.
 struct Agent {
     config: UpdateConfig,
-    app: Arc<AppState>,
+    app: Handles,
     lifecycle: Lifecycle,
     memory: Cached<Memory>,
     records: Arc<UpdateRecords>,
@@ -256,7 +273,7 @@ impl Agent {
     #[allow(clippy::result_large_err)]
     fn new(
         config: UpdateConfig,
-        app: Arc<AppState>,
+        app: Handles,
         store: Arc<Store>,
         records: Arc<UpdateRecords>,
         device_id: &str,
