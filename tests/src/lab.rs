@@ -58,13 +58,42 @@ impl Lab {
         Lab::build(name, None, "", Some(valid_since))
     }
 
+    /// [`Lab::new`] (no HTTPS check) with a second device of the same
+    /// model in the fleet, `neighbour_id`, provisioned the same way on a
+    /// disk of its own: for what differs between devices (rollout waves).
+    pub fn with_neighbour(name: &str, neighbour_id: &str) -> (Lab, Neighbour) {
+        let lab = Lab::build_for(name, None, "", None, &[neighbour_id]);
+        let disk = Disk::fresh(&format!("{name}-{neighbour_id}"));
+        provision_as(&disk, &lab.broker, neighbour_id, None, "");
+        let status = status_subscription(&lab.broker, neighbour_id);
+        let neighbour = Neighbour {
+            id: neighbour_id.to_owned(),
+            disk,
+            status,
+        };
+        (lab, neighbour)
+    }
+
     fn build(
         name: &str,
         manifest_url: Option<String>,
         update_lines: &str,
         valid_since: Option<&str>,
     ) -> Lab {
-        let broker = Broker::start_with(&[DEVICE_ID], &[(DEVICE_ID, MODEL)], valid_since);
+        Lab::build_for(name, manifest_url, update_lines, valid_since, &[])
+    }
+
+    fn build_for(
+        name: &str,
+        manifest_url: Option<String>,
+        update_lines: &str,
+        valid_since: Option<&str>,
+        neighbours: &[&str],
+    ) -> Lab {
+        let mut ids = vec![DEVICE_ID];
+        ids.extend_from_slice(neighbours);
+        let enrolled: Vec<(&str, &str)> = ids.iter().map(|id| (*id, MODEL)).collect();
+        let broker = Broker::start_with(&ids, &enrolled, valid_since);
         let vendor = Vendor::new();
         let server = UpdateServer::start(
             &vendor.web_root,
@@ -73,7 +102,7 @@ impl Lab {
         );
         let disk = Disk::fresh(name);
         provision(&disk, &broker, manifest_url.as_deref(), update_lines);
-        let status = status_subscription(&broker);
+        let status = status_subscription(&broker, DEVICE_ID);
         Lab {
             broker,
             vendor,
@@ -89,12 +118,17 @@ impl Lab {
     /// (the release) are gone.
     pub fn restart_broker(&mut self) {
         self.broker.spawn();
-        self.status = status_subscription(&self.broker);
+        self.status = status_subscription(&self.broker, DEVICE_ID);
     }
 
     /// Boots the device with the two guestfwd rules.
     pub fn boot(&self, label: &str) -> Device {
         Device::boot_with(&self.disk, label, &["--net-extra", &self.net_extra()])
+    }
+
+    /// Boots the neighbour, with the same two guestfwd rules.
+    pub fn boot_neighbour(&self, neighbour: &Neighbour, label: &str) -> Device {
+        Device::boot_with(&neighbour.disk, label, &["--net-extra", &self.net_extra()])
     }
 
     /// [`Lab::boot`] with the guest's RTC starting at `rtc_base` (QEMU's
@@ -149,13 +183,7 @@ impl Lab {
         what: &str,
         matches: impl Fn(&serde_json::Value) -> bool,
     ) -> Result<(usize, serde_json::Value), String> {
-        match self
-            .status
-            .wait_after(skip, limit, status_matching(&matches))
-        {
-            Some(message) => Ok(self.found_status(skip, what, &message)),
-            None => Err(self.no_status(what, limit)),
-        }
+        try_wait_status(&self.status, skip, limit, what, matches)
     }
 
     /// [`Lab::wait_status`] for a wait that spans the device's reboot: it
@@ -176,47 +204,14 @@ impl Lab {
                 .status
                 .wait_after(skip, look, status_matching(&matches))
             {
-                return self.found_status(skip, what, &message);
+                return found_status(&self.status, skip, what, &message);
             }
             device.tend();
             if Instant::now() >= deadline {
-                panic!("{}\n{}", self.no_status(what, limit), device.diagnostics());
+                let none = no_status(&self.status, what, limit);
+                panic!("{none}\n{}", device.diagnostics());
             }
         }
-    }
-
-    /// `message` (found after `skip`) and the count up to and including it.
-    fn found_status(
-        &self,
-        skip: usize,
-        what: &str,
-        message: &Message,
-    ) -> (usize, serde_json::Value) {
-        let index = self
-            .status
-            .all()
-            .iter()
-            .skip(skip)
-            .position(|m| m.payload == message.payload)
-            .map_or(skip, |i| i + skip);
-        eprintln!("status {what}: {}", message.payload);
-        (index + 1, message.json())
-    }
-
-    fn no_status(&self, what: &str, limit: Duration) -> String {
-        let last: Vec<String> = self
-            .status
-            .all()
-            .iter()
-            .rev()
-            .take(5)
-            .map(|m| m.payload.clone())
-            .collect();
-        format!(
-            "no status {what} within {} s; the last ones (newest first):\n{}",
-            limit.as_secs(),
-            last.join("\n")
-        )
     }
 
     /// Requests for `.swu` files that reached the update server.
@@ -263,13 +258,83 @@ fn find_swu(root: &Path, version: &str) -> PathBuf {
     panic!("no .swu of {version} under {}", root.display());
 }
 
+/// The first status on `status` after the first `skip` messages that
+/// `matches`, with the number of messages up to and including it; or what
+/// came instead.
+fn try_wait_status(
+    status: &Sub,
+    skip: usize,
+    limit: Duration,
+    what: &str,
+    matches: impl Fn(&serde_json::Value) -> bool,
+) -> Result<(usize, serde_json::Value), String> {
+    match status.wait_after(skip, limit, status_matching(&matches)) {
+        Some(message) => Ok(found_status(status, skip, what, &message)),
+        None => Err(no_status(status, what, limit)),
+    }
+}
+
+/// `message` (found after `skip`) and the count up to and including it.
+fn found_status(
+    status: &Sub,
+    skip: usize,
+    what: &str,
+    message: &Message,
+) -> (usize, serde_json::Value) {
+    let index = status
+        .all()
+        .iter()
+        .skip(skip)
+        .position(|m| m.payload == message.payload)
+        .map_or(skip, |i| i + skip);
+    eprintln!("status {what}: {}", message.payload);
+    (index + 1, message.json())
+}
+
+fn no_status(status: &Sub, what: &str, limit: Duration) -> String {
+    let last: Vec<String> = status
+        .all()
+        .iter()
+        .rev()
+        .take(5)
+        .map(|m| m.payload.clone())
+        .collect();
+    format!(
+        "no status {what} within {} s; the last ones (newest first):\n{}",
+        limit.as_secs(),
+        last.join("\n")
+    )
+}
+
+/// A second device in a [`Lab`] ([`Lab::with_neighbour`]): its own fleet
+/// identity, disk and status subscription.
+#[derive(Debug)]
+pub struct Neighbour {
+    pub id: String,
+    pub disk: Disk,
+    pub status: Sub,
+}
+
+impl Neighbour {
+    /// [`Lab::wait_status`] for the neighbour's status.
+    pub fn wait_status(
+        &self,
+        skip: usize,
+        limit: Duration,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> (usize, serde_json::Value) {
+        try_wait_status(&self.status, skip, limit, what, matches).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
 /// The test's subscription to the device's status (mosquitto_sub ends when
 /// the broker goes away).
-fn status_subscription(broker: &Broker) -> Sub {
+fn status_subscription(broker: &Broker, device_id: &str) -> Sub {
     broker.subscribe(
         SERVICE,
         &[
-            &format!("hearth/device/{DEVICE_ID}/status"),
+            &format!("hearth/device/{device_id}/status"),
             "hearth/test/probe",
         ],
         "hearth/test/probe",
@@ -280,6 +345,17 @@ fn status_subscription(broker: &Broker) -> Sub {
 /// `/data/factory/hearth.toml` with the fleet and update settings, the
 /// fleet CA, the device certificate and its key (readable by hearthd only).
 fn provision(disk: &Disk, broker: &Broker, manifest_url: Option<&str>, update_lines: &str) {
+    provision_as(disk, broker, DEVICE_ID, manifest_url, update_lines);
+}
+
+/// [`provision`] as the device `device_id`.
+fn provision_as(
+    disk: &Disk,
+    broker: &Broker,
+    device_id: &str,
+    manifest_url: Option<&str>,
+    update_lines: &str,
+) {
     let passwd = Ext4::in_image(disk.image(), &disk.partition(SLOT_A))
         .read("/etc/passwd")
         .expect("/etc/passwd");
@@ -303,7 +379,7 @@ fn provision(disk: &Disk, broker: &Broker, manifest_url: Option<&str>, update_li
         "# Factory provisioning (system test)\n\
          [fleet]\nhost = \"{GUEST_HOST}\"\nport = {MQTT_GUEST_PORT}\n\
          ca_file = \"/data/factory/fleet-ca.pem\"\ncert_file = \"/data/factory/device.crt\"\n\
-         key_file = \"/data/factory/device.key\"\ndevice_id = \"{DEVICE_ID}\"\n\
+         key_file = \"/data/factory/device.key\"\ndevice_id = \"{device_id}\"\n\
          reconnect_initial_secs = 1.0\nreconnect_max_secs = 4.0\n\n\
          [update]\nca_file = \"/data/factory/fleet-ca.pem\"\nreboot_notice_secs = 5\n\
          {health_timeout}{manifest_url}{update_lines}"
@@ -313,8 +389,8 @@ fn provision(disk: &Disk, broker: &Broker, manifest_url: Option<&str>, update_li
     std::fs::write(scratch.join("hearth.toml"), config).expect("config");
     for (from, to) in [
         ("ca.crt", "fleet-ca.pem"),
-        (&format!("{DEVICE_ID}.crt") as &str, "device.crt"),
-        (&format!("{DEVICE_ID}.key"), "device.key"),
+        (&format!("{device_id}.crt") as &str, "device.crt"),
+        (&format!("{device_id}.key"), "device.key"),
     ] {
         std::fs::copy(broker.pki(from), scratch.join(to)).expect("copy PKI file");
     }

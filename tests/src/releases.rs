@@ -151,12 +151,48 @@ impl Vendor {
         security_version: u32,
         security: bool,
     ) -> Release {
+        self.release_with(model, version, kind, (security_version, security), &[])
+    }
+
+    /// A release rolled out in waves: from `start` (`YYYY-MM-DDTHH:MM:SSZ`)
+    /// over `spread_hours`.
+    pub fn release_in_waves(
+        &self,
+        version: &str,
+        security: bool,
+        start: &str,
+        spread_hours: u32,
+    ) -> Release {
+        let spread = spread_hours.to_string();
+        let extra = ["--rollout-start", start, "--spread-hours", spread.as_str()];
+        self.release_with(MODEL, version, Kind::Good, (1, security), &extra)
+    }
+
+    fn release_with(
+        &self,
+        model: &str,
+        version: &str,
+        kind: Kind,
+        (security_version, security): (u32, bool),
+        extra: &[&str],
+    ) -> Release {
         let rootfs = self.rootfs(version, kind);
         let swu = self.swu_of(&rootfs, model, version);
         let _ = std::fs::remove_file(&rootfs);
         let manifest = self.path(&format!("hearth-{version}.manifest.json"));
         let notes = format!("https://example.com/hearth/releases/{version}");
-        self.sign_manifest(&swu, &manifest, security_version, security, &notes);
+        let keys = crate::repo_root().join(DEV_KEYS);
+        self.sign_manifest_with(
+            &swu,
+            &manifest,
+            (security_version, security),
+            (
+                &keys.join("hearth-dev-signing"),
+                &keys.join("hearth-dev-keyring.json"),
+            ),
+            &notes,
+            extra,
+        );
         self.run(&[
             "publish",
             "--manifest",

@@ -606,3 +606,119 @@ fn power_cuts_during_updates_never_lose_the_device_or_the_owners_data() {
     );
     device.powerdown();
 }
+
+/// A device's place in every rollout, as docs/updates.md states it: the
+/// first two bytes of the SHA-256 of its id, big-endian, modulo 1024.
+fn wave_seed(device_id: &str) -> i64 {
+    let digest = ring::digest::digest(&ring::digest::SHA256, device_id.as_bytes());
+    i64::from(u16::from_be_bytes([digest.as_ref()[0], digest.as_ref()[1]]) % 1024)
+}
+
+/// `secs` as the manifest and the status write times.
+fn utc(secs: i64) -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .expect("run date");
+    String::from_utf8(out.stdout)
+        .expect("date")
+        .trim()
+        .to_owned()
+}
+
+/// A status whose update state is one of `states`, for release `version`.
+fn update_state<'a>(
+    states: &'a [&'a str],
+    version: &'a str,
+) -> impl Fn(&serde_json::Value) -> bool + 'a {
+    move |s| {
+        let u = &s["update"];
+        u["release"]["version"] == version
+            && u["state"]
+                .as_str()
+                .is_some_and(|state| states.contains(&state))
+    }
+}
+
+#[test]
+fn rollout_waves_hold_back_a_device_whose_wave_has_not_started_and_a_security_fix_skips_them() {
+    use system_tests::lab::DEVICE_ID;
+    const STARTED: &[&str] = &["downloading", "installing"];
+    let (lab, neighbour) = Lab::with_neighbour("update-waves", "qemu-dev-8");
+    let (early_seed, late_seed) = (wave_seed(DEVICE_ID), wave_seed(&neighbour.id));
+    assert!(
+        early_seed + 2 < late_seed,
+        "the two ids must fall in different waves: {early_seed}, {late_seed}"
+    );
+    // Spread over 1024 hours, a device starts `seed` hours after the
+    // rollout's start; the start lies between the two devices' waves.
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs(),
+    )
+    .expect("time");
+    let start = now - 3600 * (early_seed + late_seed) / 2;
+    let feature = lab
+        .vendor
+        .release_in_waves("9.1.0", false, &utc(start), 1024);
+    // A security fix whose rollout has not begun for anyone: as a feature
+    // release both devices would wait for months.
+    let security = lab
+        .vendor
+        .release_in_waves("9.2.0", true, &utc(now + 100 * 86_400), 1024);
+    lab.announce(&feature);
+
+    // One device at a time (the test needs one guest slot): the early one
+    // installs the feature release at once. Turned off during the install
+    // (an install cut short is dropped at the next boot, as the power-cut
+    // test shows): what counts here is that it started.
+    let mut early = lab.boot("early");
+    lab.wait_status(
+        0,
+        long(),
+        "the early device installs 9.1.0",
+        update_state(STARTED, "9.1.0"),
+    );
+    early.powerdown();
+
+    // The late one says why it waits and until when, and does not start.
+    let mut late = lab.boot_neighbour(&neighbour, "late");
+    let until = utc(start + 3600 * late_seed);
+    let (seen, _) = neighbour.wait_status(0, long(), "waiting for its wave", |s| {
+        let u = &s["update"];
+        update_state(&["available"], "9.1.0")(s)
+            && u["waiting"]
+                .as_str()
+                .is_some_and(|w| w.contains("rollout wave"))
+            && u["until"] == until.as_str()
+    });
+    // While it waits, the security fix arrives: installed at once.
+    lab.announce(&security);
+    neighbour.wait_status(
+        seen,
+        long(),
+        "the late device installs the security fix at once",
+        update_state(STARTED, "9.2.0"),
+    );
+    let statuses = neighbour.status.all();
+    assert!(
+        !statuses
+            .iter()
+            .filter(|m| m.topic.ends_with("/status"))
+            .any(|m| update_state(STARTED, "9.1.0")(&m.json())),
+        "the late device installed the feature release before its wave: {statuses:?}"
+    );
+    late.powerdown();
+
+    let skip = lab.status.all().len();
+    let mut early = lab.boot("early-again");
+    lab.wait_status(
+        skip,
+        long(),
+        "the early device installs the security fix at once",
+        update_state(STARTED, "9.2.0"),
+    );
+    early.powerdown();
+}
