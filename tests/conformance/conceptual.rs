@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::dut::{Dut, exchange};
 use crate::functional::{Owner, strip_tags};
 use crate::ics::Documents;
-use crate::report::{Case, Verdict, excerpt};
+use crate::report::{Case, excerpt};
 
 const MONTHS: [&str; 12] = [
     "January",
@@ -354,9 +354,8 @@ pub fn case_justifications(docs: &Documents) -> Case {
         })
         .map(|r| format!("{} {}: {}", r.id, r.support, excerpt(&r.detail, 160)))
         .collect();
-    case.unit(
+    case.informative(
         "mandatory provisions declared not (fully) met",
-        Verdict::NotTested,
         &format!(
             "informative: the ICS, generated from docs/compliance.md, declares {} mandatory provision(s) not or only \
              partly met, as docs/compliance.md states. Their verdicts come from their own test cases.",

@@ -190,9 +190,7 @@ fn conformance_suite() {
     timed(&mut report, || functional::case_5_3_13(&dut));
     timed(&mut report, || functional::case_5_3_16(&dut));
     timed(&mut report, || tools::nmap(&dut));
-    timed(&mut report, || {
-        tools::testssl(&dut, root.as_deref(), &out_dir)
-    });
+    timed(&mut report, || tools::testssl(&dut, &out_dir));
     let booted = dut.booted();
     drop(dut);
 

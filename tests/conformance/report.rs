@@ -9,7 +9,17 @@ use serde_json::json;
 pub enum Verdict {
     Pass,
     Fail,
+    /// A unit the case requires did not run (a tool or an input was
+    /// missing): its case is INCONCLUSIVE, and the suite fails on that as
+    /// on FAIL.
     NotTested,
+    /// The IXIT says why this unit does not apply to this product (the
+    /// reason is shown); it neither passes nor fails its case.
+    NotApplicable,
+    /// Shown for the assessor, with no verdict of its own.
+    Informative,
+    /// A case with a required unit that did not run.
+    Inconclusive,
     /// A project target (not a provision) that was measured and missed:
     /// shown in the summary, but it does not fail the run
     /// (docs/conformance.md, "Targets").
@@ -22,6 +32,9 @@ impl Verdict {
             Verdict::Pass => "PASS",
             Verdict::Fail => "FAIL",
             Verdict::NotTested => "NOT-TESTED",
+            Verdict::NotApplicable => "NOT-APPLICABLE",
+            Verdict::Informative => "INFORMATIVE",
+            Verdict::Inconclusive => "INCONCLUSIVE",
             Verdict::BelowTarget => "BELOW-TARGET",
         }
     }
@@ -68,8 +81,20 @@ impl Case {
         self.unit(name, verdict, reason, evidence);
     }
 
+    /// A unit the case requires that could not run: the case becomes
+    /// INCONCLUSIVE.
     pub fn not_tested(&mut self, name: &str, reason: &str) {
         self.unit(name, Verdict::NotTested, reason, Vec::new());
+    }
+
+    /// A unit that does not apply to this product, with the IXIT's reason.
+    pub fn not_applicable(&mut self, name: &str, ixit_reason: &str) {
+        self.unit(name, Verdict::NotApplicable, ixit_reason, Vec::new());
+    }
+
+    /// Figures or facts for the assessor, with no verdict.
+    pub fn informative(&mut self, name: &str, reason: &str, evidence: Vec<String>) {
+        self.unit(name, Verdict::Informative, reason, evidence);
     }
 
     pub fn unit(&mut self, name: &str, verdict: Verdict, reason: &str, evidence: Vec<String>) {
@@ -82,25 +107,31 @@ impl Case {
         });
     }
 
-    /// FAIL if any unit failed; BELOW-TARGET if a target was missed;
-    /// NOT-TESTED if none was tested; otherwise PASS (the report lists any
-    /// unit that was not tested next to it).
+    /// FAIL if any unit failed; INCONCLUSIVE if a required unit did not
+    /// run; BELOW-TARGET if a target was missed; PASS if a unit passed and
+    /// the rest are not applicable or informative; NOT-APPLICABLE when no
+    /// unit applies. A case never passes on what did not run.
     pub fn verdict(&self) -> Verdict {
-        if self.units.iter().any(|u| u.verdict == Verdict::Fail) {
+        let any = |v: Verdict| self.units.iter().any(|u| u.verdict == v);
+        if any(Verdict::Fail) {
             Verdict::Fail
-        } else if self.units.iter().any(|u| u.verdict == Verdict::BelowTarget) {
+        } else if any(Verdict::NotTested) || self.units.is_empty() {
+            Verdict::Inconclusive
+        } else if any(Verdict::BelowTarget) {
             Verdict::BelowTarget
-        } else if self.units.iter().all(|u| u.verdict == Verdict::NotTested) {
-            Verdict::NotTested
-        } else {
+        } else if any(Verdict::Pass) {
             Verdict::Pass
+        } else {
+            Verdict::NotApplicable
         }
     }
 
-    fn untested(&self) -> usize {
+    /// Units that did not pass and are not failures: not applicable or
+    /// informative (shown beside the case's verdict).
+    fn unjudged(&self) -> usize {
         self.units
             .iter()
-            .filter(|u| u.verdict == Verdict::NotTested)
+            .filter(|u| matches!(u.verdict, Verdict::NotApplicable | Verdict::Informative))
             .count()
     }
 }
@@ -116,10 +147,12 @@ pub struct Report {
 }
 
 impl Report {
+    /// The cases that fail the suite: FAIL, and INCONCLUSIVE (a required
+    /// unit did not run).
     pub fn failed(&self) -> Vec<&Case> {
         self.cases
             .iter()
-            .filter(|c| c.verdict() == Verdict::Fail)
+            .filter(|c| matches!(c.verdict(), Verdict::Fail | Verdict::Inconclusive))
             .collect()
     }
 
@@ -178,9 +211,9 @@ impl Report {
         let _ = writeln!(md, "| test case | provision | title | verdict |");
         let _ = writeln!(md, "|---|---|---|---|");
         for c in &self.cases {
-            let untested = c.untested();
-            let note = if untested > 0 && c.verdict() != Verdict::NotTested {
-                format!(" ({untested} unit(s) NOT-TESTED)")
+            let unjudged = c.unjudged();
+            let note = if unjudged > 0 && c.verdict() != Verdict::NotApplicable {
+                format!(" ({unjudged} unit(s) not applicable or informative)")
             } else {
                 String::new()
             };
@@ -237,4 +270,54 @@ pub fn excerpt(text: &str, max: usize) -> String {
     }
     let cut: String = text.chars().take(max).collect();
     format!("{cut}… [{} more characters]", text.chars().count() - max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case_with(units: &[Verdict]) -> Case {
+        let mut case = Case::new("X-1", "test", "a case", "what it requires");
+        for (i, v) in units.iter().enumerate() {
+            case.unit(&format!("unit {i}"), *v, "why", Vec::new());
+        }
+        case
+    }
+
+    #[test]
+    fn a_case_passes_only_when_every_required_unit_ran_and_passed() {
+        use Verdict::*;
+        assert_eq!(case_with(&[Pass, Pass]).verdict(), Pass);
+        assert_eq!(
+            case_with(&[Pass, NotApplicable, Informative]).verdict(),
+            Pass
+        );
+        assert_eq!(case_with(&[Pass, NotTested]).verdict(), Inconclusive);
+        assert_eq!(case_with(&[NotTested]).verdict(), Inconclusive);
+        assert_eq!(
+            case_with(&[]).verdict(),
+            Inconclusive,
+            "a case with no unit"
+        );
+        assert_eq!(case_with(&[Pass, NotTested, Fail]).verdict(), Fail);
+        assert_eq!(
+            case_with(&[NotApplicable, Informative]).verdict(),
+            NotApplicable
+        );
+        assert_eq!(case_with(&[Pass, BelowTarget]).verdict(), BelowTarget);
+    }
+
+    #[test]
+    fn the_suite_fails_on_an_inconclusive_case_as_on_a_failed_one() {
+        let report = Report {
+            cases: vec![
+                case_with(&[Verdict::Pass]),
+                case_with(&[Verdict::Pass, Verdict::NotTested]),
+                case_with(&[Verdict::NotApplicable]),
+            ],
+            ..Report::default()
+        };
+        let failed: Vec<Verdict> = report.failed().iter().map(|c| c.verdict()).collect();
+        assert_eq!(failed, [Verdict::Inconclusive]);
+    }
 }

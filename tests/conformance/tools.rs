@@ -2,7 +2,6 @@
 //! testssl.sh against the device, systemd-analyze and hardening-check on the
 //! built image's files.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -180,11 +179,10 @@ const ACCEPTED: &[(&str, &str)] = &[
     ),
 ];
 
-/// testssl.sh (Debian's `testssl`) against the device, with a time cap. If
-/// a QEMU device does not finish in time (TLS under TCG on a loaded host),
-/// the scan runs against the image's own hearthd on the host instead, and
-/// the report says so.
-pub fn testssl(dut: &Dut, image_root: Option<&Path>, out_dir: &Path) -> Case {
+/// testssl.sh (Debian's `testssl`) against the device, with a time cap. A
+/// scan that does not finish in time is NOT-TESTED (the case INCONCLUSIVE):
+/// nothing else stands in for the device.
+pub fn testssl(dut: &Dut, out_dir: &Path) -> Case {
     let mut case = Case::new(
         "TOOL-testssl",
         "EN 303 645 5.1-3 (TS 103 701 5.1-3-2)",
@@ -222,48 +220,13 @@ pub fn testssl(dut: &Dut, image_root: Option<&Path>, out_dir: &Path) -> Case {
             return case;
         }
     }
-    let note = format!(
-        "testssl.sh did not finish against the device within {} s (HEARTH_TESTSSL_SECS)",
-        cap.as_secs()
-    );
-    let (true, Some(root)) = (dut.booted(), image_root) else {
-        case.check("scan of the device", false, &note, Vec::new());
-        return case;
-    };
-    case.not_tested("scan of the device", &note);
-    match HostHearthd::start(root) {
-        Ok(host) => {
-            let json = out_dir.join("testssl-hostmode.json");
-            let t = Instant::now();
-            match testssl_run(host.addr, &checks, &json, Duration::from_secs(400)) {
-                Ok(true) => judge_testssl(
-                    &mut case,
-                    "scan of hearthd in host mode",
-                    &json,
-                    &format!(
-                        "the image's own /usr/bin/hearthd with the image's /usr/lib/hearth configuration, \
-                         started on the host at {} instead of the device (same binary, same TLS \
-                         configuration, host CPU; -p -S -P -s -U; {:.0} s)",
-                        host.addr,
-                        t.elapsed().as_secs_f64()
-                    ),
-                ),
-                Ok(false) => case.check(
-                    "scan of hearthd in host mode",
-                    false,
-                    "testssl.sh did not finish within 400 s",
-                    Vec::new(),
-                ),
-                Err(e) => case.check("scan of hearthd in host mode", false, &e, Vec::new()),
-            }
-        }
-        Err(e) => case.check(
-            "scan of hearthd in host mode",
-            false,
-            &format!("the image's hearthd did not start on the host: {e}"),
-            Vec::new(),
+    case.not_tested(
+        "scan of the device",
+        &format!(
+            "testssl.sh did not finish against the device within {} s (HEARTH_TESTSSL_SECS)",
+            cap.as_secs()
         ),
-    }
+    );
     case
 }
 
@@ -416,77 +379,6 @@ fn judge_testssl(case: &mut Case, unit: &str, json: &Path, where_: &str) {
     );
 }
 
-/// The image's hearthd run on the host (testssl.sh's fallback when TCG is too slow).
-struct HostHearthd {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl HostHearthd {
-    fn start(root: &Path) -> Result<HostHearthd, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let layer = dir.path().join("host.toml");
-        let vendor = root.join("usr/lib/hearth/vendor.toml");
-        std::fs::write(
-            &layer,
-            format!(
-                "data_dir = \"{}\"\nvendor_file = \"{}\"\n[web]\nlisten = [\"127.0.0.1:0\"]\n",
-                dir.path().join("data").display(),
-                vendor.display()
-            ),
-        )
-        .map_err(|e| e.to_string())?;
-        let mut child = Command::new(root.join("usr/bin/hearthd"))
-            .arg("run")
-            .arg("--config")
-            .arg(root.join("usr/lib/hearth/hearth.toml"))
-            .arg("--config")
-            .arg(&layer)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("JOURNAL_STREAM")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("start the image's hearthd: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) else {
-                continue;
-            };
-            if let Some(rest) = line.split_once("HTTPS ready on ").map(|(_, r)| r) {
-                let addr = rest.split(',').next().unwrap_or("").trim();
-                if let Ok(addr) = addr.parse() {
-                    return Ok(HostHearthd {
-                        child,
-                        addr,
-                        _dir: dir,
-                    });
-                }
-            }
-        }
-        stop(&mut child);
-        Err("the image's hearthd did not print its ready line on the host within 60 s".to_owned())
-    }
-}
-
-impl Drop for HostHearthd {
-    fn drop(&mut self) {
-        stop(&mut self.child);
-    }
-}
-
 /// Copies the files the offline checks read out of slot A of the image.
 pub fn extract_rootfs(into: &Path) -> Result<PathBuf, String> {
     let image = system_tests::image();
@@ -593,9 +485,8 @@ pub fn systemd_analyze(root: Option<&Path>) -> Case {
             format!("{unit}: {level}")
         })
         .collect();
-    case.unit(
+    case.informative(
         "the other units we ship",
-        crate::report::Verdict::NotTested,
         "informative, no target: the exposure of the other services the image ships (the factory reset, \
          the update units, SWUpdate with Hearth's drop-in), scored the same way",
         figures,
@@ -605,6 +496,12 @@ pub fn systemd_analyze(root: Option<&Path>) -> Case {
 
 /// `hardening-check` (devscripts) on the image's /usr/bin/hearthd.
 pub fn hardening_check(root: Option<&Path>) -> Case {
+    hardening_check_with("hardening-check", root)
+}
+
+/// [`hardening_check`] with the tool's name (a test gives one that is not
+/// installed).
+fn hardening_check_with(tool: &str, root: Option<&Path>) -> Case {
     let mut case = Case::new(
         "TOOL-hardening-check",
         "hardening (issue 8 target)",
@@ -621,11 +518,11 @@ pub fn hardening_check(root: Option<&Path>) -> Case {
         return case;
     };
     let binary = root.join("usr/bin/hearthd");
-    let out = Command::new("hardening-check").arg(&binary).output();
+    let out = Command::new(tool).arg(&binary).output();
     let Ok(out) = out else {
         case.not_tested(
             "hardening-check",
-            "hardening-check is not installed (devscripts)",
+            &format!("{tool} is not installed (devscripts)"),
         );
         return case;
     };
@@ -672,4 +569,16 @@ fn nx_stack(binary: &Path) -> bool {
                 .is_some_and(|l| !l.split_whitespace().any(|w| w.contains('E')))
         })
         .unwrap_or(false)
+}
+
+#[test]
+fn a_case_whose_tool_is_missing_is_inconclusive_and_fails_the_suite() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let case = hardening_check_with("hardening-check-is-not-installed", Some(root.path()));
+    assert_eq!(case.verdict(), crate::report::Verdict::Inconclusive);
+    let report = crate::report::Report {
+        cases: vec![case],
+        ..crate::report::Report::default()
+    };
+    assert_eq!(report.failed().len(), 1, "the suite fails on it");
 }
