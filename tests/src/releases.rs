@@ -374,14 +374,72 @@ impl Vendor {
         &self,
         swu: &Path,
         manifest: &Path,
-        (security_version, security): (u32, bool),
+        versions: (u32, bool),
         (signer, keyring): (&Path, &Path),
         notes: &str,
         extra: &[&str],
     ) {
-        let keys = crate::repo_root().join(DEV_KEYS);
+        let root = crate::repo_root().join(DEV_KEYS).join("hearth-dev-root");
+        let keys = (signer, keyring, root.as_path());
+        self.sign_manifest_under(swu, manifest, versions, keys, notes, extra);
+    }
+
+    /// An impostor's manifest for `release`'s artifact: validly signed, by
+    /// a key that a key ring of **another root** certifies (the impostor's
+    /// own keys, made here). Not published; announce it.
+    pub fn manifest_from_another_root(&self, release: &Release) -> Release {
+        let root = self.path("impostor-root");
+        self.run(&[
+            "keygen",
+            "--role",
+            "root",
+            "--out",
+            root.to_str().expect("path"),
+            "--name",
+            "impostor root (system test, NOT FOR PRODUCTION)",
+            "--dev",
+        ]);
+        let key = self.signing_key("impostor-signing");
+        let keyring = self.path("impostor-keyring.json");
+        self.run(&[
+            "certify",
+            "--root",
+            root.to_str().expect("path"),
+            "--keyring",
+            keyring.to_str().expect("path"),
+            "--key",
+            key.to_str().expect("path"),
+            "--dev",
+        ]);
+        let manifest = self.path(&format!(
+            "hearth-{}-impostor.manifest.json",
+            release.version
+        ));
+        self.sign_manifest_under(
+            &release.swu,
+            &manifest,
+            (release.security_version, release.security),
+            (&key, &keyring, &root),
+            "https://example.com/impostor",
+            &[],
+        );
+        Release {
+            manifest,
+            ..release.clone()
+        }
+    }
+
+    fn sign_manifest_under(
+        &self,
+        swu: &Path,
+        manifest: &Path,
+        (security_version, security): (u32, bool),
+        (signer, keyring, root): (&Path, &Path, &Path),
+        notes: &str,
+        extra: &[&str],
+    ) {
         let security_version = security_version.to_string();
-        let root = keys.join("hearth-dev-root").display().to_string();
+        let root = root.display().to_string();
         let keyring = keyring.display().to_string();
         let base = format!("https://{GUEST_HOST}:{GUEST_HTTPS_PORT}");
         let mut args = vec![
