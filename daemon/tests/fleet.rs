@@ -36,6 +36,11 @@ fn plain_log(daemon: &Daemon) -> String {
     strip_ansi_escapes::strip_str(daemon.stderr())
 }
 
+/// The topic the fleet service publishes on to confirm a subscription.
+const PROBE: &str = "hearth/test/probe";
+/// How long a negative check listens once its subscription is confirmed.
+const QUIET: Duration = Duration::from_secs(3);
+
 // ---- owner side over HTTPS --------------------------------------------------
 
 fn claim(addr: SocketAddr, code: &str) -> Response {
@@ -431,11 +436,7 @@ fn acls_keep_devices_apart_and_a_client_without_a_certificate_cannot_connect() {
     );
 
     // dev2 publishes as if it were dev1; the fleet service never sees it.
-    let service = broker.subscribe(
-        SERVICE,
-        &["hearth/device/+/status", "hearth/test/probe"],
-        "hearth/test/probe",
-    );
+    let service = broker.subscribe(SERVICE, &["hearth/device/+/status", PROBE], PROBE);
     broker.publish("dev2", &status_topic("dev1"), r#"{"state":"forged"}"#, true);
     broker.publish("dev2", &dev1_cmd, r#"{"command":"plug","on":true}"#, false);
     broker.publish(
@@ -450,11 +451,15 @@ fn acls_keep_devices_apart_and_a_client_without_a_certificate_cannot_connect() {
             .is_some(),
         "a device writes its own status"
     );
+    // The broker delivers to one subscriber in order: once the service's
+    // marker, published after dev2's attempt, has reached dev1, dev2's
+    // command would have too.
+    broker.publish(SERVICE, &dev1_cmd, "after-dev2", false);
+    assert!(owner.wait(LONG, |m| m.payload == "after-dev2").is_some());
     assert!(
-        owner
-            .wait(Duration::from_millis(500), |m| m.payload.contains("plug"))
-            .is_none(),
-        "dev2 sent a command to dev1"
+        !owner.all().iter().any(|m| m.payload.contains("plug")),
+        "dev2 sent a command to dev1: {:?}",
+        owner.all()
     );
     assert!(
         service
@@ -463,12 +468,17 @@ fn acls_keep_devices_apart_and_a_client_without_a_certificate_cannot_connect() {
         "dev2 wrote dev1's status: {:?}",
         service.all()
     );
-    let late = Sub::start(&broker, Some(SERVICE), &[&status_topic("dev1")]);
-    std::thread::sleep(Duration::from_secs(1));
+    // A retained message comes with the subscription, before the probe
+    // that confirms it: nothing but the probe means nothing is retained.
+    let late = broker.subscribe(SERVICE, &[&status_topic("dev1"), PROBE], PROBE);
+    let retained: Vec<Message> = late
+        .all()
+        .into_iter()
+        .filter(|m| m.topic != PROBE)
+        .collect();
     assert!(
-        late.all().is_empty(),
-        "a forged retained status: {:?}",
-        late.all()
+        retained.is_empty(),
+        "a forged retained status: {retained:?}"
     );
 
     // No client certificate: the TLS handshake fails, nothing is received.
@@ -520,9 +530,14 @@ fn a_broker_with_a_certificate_from_another_ca_is_not_trusted() {
         assert!(Instant::now() < deadline, "{}", plain_log(&daemon));
         std::thread::sleep(Duration::from_millis(100));
     }
-    let watcher = Sub::start(&broker, Some(SERVICE), &["hearth/#"]);
-    std::thread::sleep(Duration::from_secs(1));
-    assert!(watcher.all().is_empty(), "{:?}", watcher.all());
+    // Subscribed for sure (the probe came back), then a quiet period in
+    // which a device that had got through would publish its status.
+    let watcher = broker.subscribe(SERVICE, &["hearth/#"], PROBE);
+    assert!(
+        watcher.wait(QUIET, |m| m.topic != PROBE).is_none(),
+        "{:?}",
+        watcher.all()
+    );
     assert!(!plain_log(&daemon).contains("connected to the fleet broker"));
     // The web UI is unaffected.
     assert_eq!(https_get(ready.addr, "/healthz").status, 200);

@@ -217,9 +217,16 @@ fn a_release_that_fails_its_health_check_rolls_back_and_is_not_retried() {
         "{status}"
     );
     device.wait_ready();
-    // The retained manifest is still there: it is not tried again.
+    // The retained manifest is still there and comes again at the MQTT
+    // connect: judged and refused with the reason, then a quiet period in
+    // which nothing of it is fetched or installed.
     let fetched = lab.artifact_requests();
-    std::thread::sleep(Duration::from_secs(30));
+    lab.wait_status(seen, long(), "9.1.0 judged and refused again", |s| {
+        s["update"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("9.1.0 failed its trial boot on this device"))
+    });
+    std::thread::sleep(Duration::from_secs(10));
     assert_eq!(lab.artifact_requests(), fetched, "9.1.0 was fetched again");
     assert!(
         lab.status
