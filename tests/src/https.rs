@@ -82,6 +82,12 @@ pub fn request(
 ) -> Result<Response, String> {
     let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
         .map_err(|e| format!("connect to {addr}: {e}"))?;
+    // A guest that resets mid-request leaves QEMU's end of the connection
+    // open: without a limit the read would wait for ever.
+    let limit = Some(Duration::from_secs(60));
+    sock.set_read_timeout(limit)
+        .and_then(|()| sock.set_write_timeout(limit))
+        .map_err(|e| e.to_string())?;
     exchange(sock, addr, method, path, headers, json_body)
 }
 

@@ -369,11 +369,16 @@ fn provision_as(
     let manifest_url = manifest_url
         .map(|url| format!("manifest_url = \"{url}\"\ncheck_interval_hours = 0.01\n"))
         .unwrap_or_default();
-    // The trial's limit, unless the test sets its own.
+    // The trial's limit and the restart notice, unless the test sets its own.
     let health_timeout = if update_lines.contains("health_timeout_secs") {
         ""
     } else {
         "health_timeout_secs = 120\n"
+    };
+    let notice = if update_lines.contains("reboot_notice_secs") {
+        ""
+    } else {
+        "reboot_notice_secs = 5\n"
     };
     let config = format!(
         "# Factory provisioning (system test)\n\
@@ -381,8 +386,8 @@ fn provision_as(
          ca_file = \"/data/factory/fleet-ca.pem\"\ncert_file = \"/data/factory/device.crt\"\n\
          key_file = \"/data/factory/device.key\"\ndevice_id = \"{device_id}\"\n\
          reconnect_initial_secs = 1.0\nreconnect_max_secs = 4.0\n\n\
-         [update]\nca_file = \"/data/factory/fleet-ca.pem\"\nreboot_notice_secs = 5\n\
-         {health_timeout}{manifest_url}{update_lines}"
+         [update]\nca_file = \"/data/factory/fleet-ca.pem\"\n\
+         {notice}{health_timeout}{manifest_url}{update_lines}"
     );
     let scratch = disk.dir().join("factory");
     std::fs::create_dir_all(&scratch).expect("scratch");
