@@ -28,14 +28,12 @@ mod support;
 use std::fs;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill, killpg};
-use nix::unistd::Pid;
 use support::{Daemon, Response, https};
+use system_tests::hydra;
 
 /// URL-safe for hydra (see the module docs), and not in the blocklist.
 const PASSWORD: &str = "Lantern-Orchard-Violet-1947";
@@ -44,16 +42,11 @@ const ATTACK: Duration = Duration::from_secs(20);
 /// At most this many guesses (hydra manages a few dozen per second here,
 /// so the time bound ends the attack first).
 const MAX_GUESSES: usize = 20_000;
-/// Parallel connections hydra keeps open.
-const TASKS: &str = "16";
 /// The attacker's dictionary: the most common breached passwords.
 const DICTIONARY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../crates/credentials/data/common-passwords.txt"
 );
-/// hydra's form: path, JSON body, header, success condition.
-const FORM: &str =
-    r#"/api/login:{"password"\:"^PASS^"}:H=Content-Type\: application/json:S=csrf_token"#;
 /// Peak resident memory allowed to hearthd during the attack. The design
 /// figure (daemon/src/access.rs): at most two argon2id computations of
 /// 19 MiB at once on top of a ~12 MiB process; the rest is slack for a debug
@@ -189,53 +182,10 @@ fn post(addr: SocketAddr, path: &str, body: &str) -> Response {
     https(addr, "POST", path, &[], Some(body))
 }
 
-struct HydraRun {
-    output: String,
-    /// Whether hydra ended by itself before the time limit.
-    finished: bool,
-    elapsed: Duration,
-}
-
 /// Runs hydra against the login for at most `limit`, then interrupts it.
-fn run_hydra(dir: &Path, port: u16, words: &Path, limit: Duration) -> HydraRun {
-    let log = dir.join("hydra.log");
-    let out = fs::File::create(&log).expect("hydra log");
-    let err = out.try_clone().expect("hydra log");
-    let started = Instant::now();
-    let mut child = Command::new("hydra")
-        // An interrupted run writes ./hydra.restore; keep it out of the tree.
-        .current_dir(dir)
-        .args(["-I", "-V", "-l", "owner", "-P"])
-        .arg(words)
-        .args(["-t", TASKS, "-s", &port.to_string(), "127.0.0.1"])
-        .args(["https-post-form", FORM])
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        // Its own process group, so its worker processes can be ended too.
-        .process_group(0)
-        .spawn()
-        .expect("start hydra");
-    let pid = Pid::from_raw(child.id() as i32);
-    let finished = loop {
-        if child.try_wait().expect("wait for hydra").is_some() {
-            break true;
-        }
-        if started.elapsed() >= limit {
-            // hydra is not reaped yet, so its process group is still ours.
-            let _ = kill(pid, Signal::SIGINT);
-            std::thread::sleep(Duration::from_secs(1));
-            let _ = killpg(pid, Signal::SIGKILL);
-            let _ = child.wait();
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    HydraRun {
-        output: fs::read_to_string(&log).expect("hydra log"),
-        finished,
-        elapsed: started.elapsed(),
-    }
+fn run_hydra(dir: &Path, port: u16, words: &Path, limit: Duration) -> hydra::Run {
+    let target = SocketAddr::from(([127, 0, 0, 1], port));
+    hydra::run(target, dir, words, limit).expect("run hydra")
 }
 
 /// Peak resident set size of a process, KiB.

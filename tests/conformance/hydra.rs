@@ -12,13 +12,11 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill, killpg};
-use nix::unistd::Pid;
+use system_tests::hydra::{FORM, Run, TASKS};
+
 use serde_json::json;
 
 use crate::dut::{Dut, exchange};
@@ -27,59 +25,10 @@ use crate::report::{Case, excerpt};
 
 /// How long the attack runs unless `HEARTH_HYDRA_SECS` says otherwise.
 const ATTACK_SECS: u64 = 20;
-/// Parallel connections hydra keeps open.
-const TASKS: &str = "16";
 /// The attacker's dictionary: the most common breached passwords.
 const DICTIONARY: &str = "crates/credentials/data/common-passwords.txt";
-/// hydra's form: path, JSON body, header, success condition (only a 200
-/// login answer carries a CSRF token).
-const FORM: &str =
-    r#"/api/login:{"password"\:"^PASS^"}:H=Content-Type\: application/json:S=csrf_token"#;
-
-struct Run {
-    output: String,
-    finished: bool,
-    elapsed: Duration,
-}
-
 fn hydra(dut: &Dut, dir: &Path, words: &Path, limit: Duration) -> Result<Run, String> {
-    let log = dir.join("hydra.log");
-    let out = fs::File::create(&log).map_err(|e| e.to_string())?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
-    let started = Instant::now();
-    let mut child = Command::new("hydra")
-        // An interrupted run writes ./hydra.restore; keep it out of the tree.
-        .current_dir(dir)
-        .args(["-I", "-V", "-l", "owner", "-P"])
-        .arg(words)
-        .args(["-t", TASKS, "-s", &dut.addr.port().to_string()])
-        .arg(dut.ip().to_string())
-        .args(["https-post-form", FORM])
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("hydra did not start ({e}); tests/run installs it"))?;
-    let pid = Pid::from_raw(i32::try_from(child.id()).map_err(|e| e.to_string())?);
-    let finished = loop {
-        if child.try_wait().map_err(|e| e.to_string())?.is_some() {
-            break true;
-        }
-        if started.elapsed() >= limit {
-            let _ = kill(pid, Signal::SIGINT);
-            std::thread::sleep(Duration::from_secs(1));
-            let _ = killpg(pid, Signal::SIGKILL);
-            let _ = child.wait();
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Ok(Run {
-        output: fs::read_to_string(&log).unwrap_or_default(),
-        finished,
-        elapsed: started.elapsed(),
-    })
+    system_tests::hydra::run(dut.addr, dir, words, limit)
 }
 
 fn hydra_safe(password: &str) -> bool {

@@ -26,6 +26,7 @@ mod device;
 mod disk;
 pub mod guests;
 pub mod https;
+pub mod hydra;
 pub mod lab;
 pub mod offline;
 pub mod releases;
