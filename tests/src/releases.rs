@@ -396,10 +396,11 @@ impl Vendor {
             "--out",
             root.to_str().expect("path"),
             "--name",
-            "impostor root (system test, NOT FOR PRODUCTION)",
+            "impostor root",
             "--dev",
         ]);
-        let key = self.signing_key("impostor-signing");
+        // (The certificate's CN, with the tool's suffix, must stay within 64 characters.)
+        let key = self.signing_key("impostor");
         let keyring = self.path("impostor-keyring.json");
         self.run(&[
             "certify",
