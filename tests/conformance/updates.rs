@@ -854,7 +854,7 @@ fn session(out: &mut Cases) {
             format!(
                 "announced restart {}; the last /healthz answer the suite asked for at {} (host clock, unix {:?} vs {:?})",
                 rebooting["update"]["until"],
-                last_answer.map_or("never".to_owned(), |t| format!("{:.1} s before it", until.unwrap_or(t) - t)),
+                last_answer.map_or("never".to_owned(), |t| format!("{:+.1} s from it", t - until.unwrap_or(t))),
                 last_answer,
                 until
             ),
