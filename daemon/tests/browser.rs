@@ -21,6 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -683,7 +684,9 @@ impl Browser {
             "/window/rect",
             Some(json!({ "width": window["width"], "height": window["height"] })),
         );
-        let png = base64_decode(encoded.as_str().expect("base64 PNG"));
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_str().expect("base64 PNG"))
+            .expect("a base64 PNG");
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG screenshot");
         let dir = Path::new(SCREENSHOTS);
         std::fs::create_dir_all(dir).expect("screenshot dir");
@@ -832,28 +835,4 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u1
     }
     let value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     (status, value)
-}
-
-/// Standard base64 (RFC 4648), as WebDriver sends screenshots.
-fn base64_decode(text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' | b'\r' | b'\n' => continue,
-            _ => panic!("not base64: {c:?}"),
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
 }
