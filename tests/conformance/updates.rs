@@ -1004,11 +1004,7 @@ fn unix_now() -> f64 {
 
 /// An RFC 3339 UTC time (`2026-12-07T06:52:33Z`) in seconds since 1970.
 fn unix_seconds(text: &str) -> Option<f64> {
-    let out = std::process::Command::new("date")
-        .args(["-u", "-d", text, "+%s"])
-        .output()
-        .ok()?;
-    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+    system_tests::utc_date(text, "%s").parse().ok()
 }
 
 #[test]

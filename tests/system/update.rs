@@ -631,14 +631,7 @@ fn wave_seed(device_id: &str) -> i64 {
 
 /// `secs` as the manifest and the status write times.
 fn utc(secs: i64) -> String {
-    let out = std::process::Command::new("date")
-        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
-        .output()
-        .expect("run date");
-    String::from_utf8(out.stdout)
-        .expect("date")
-        .trim()
-        .to_owned()
+    system_tests::utc_date(&format!("@{secs}"), "%Y-%m-%dT%H:%M:%SZ")
 }
 
 /// A status whose update state is one of `states`, for release `version`.

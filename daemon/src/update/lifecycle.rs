@@ -692,7 +692,7 @@ impl Lifecycle {
     fn reconsider(&mut self, verdict: Option<Verdict>, now: Now, effects: &mut Vec<Effect>) {
         match self.phase {
             Phase::Ready => {}
-            Phase::Armed { at, .. } => return self.reboot_when_due(at, now, effects),
+            Phase::Armed { .. } => return self.reboot_when_due(now, effects),
             // The candidate is kept and looked at once the phase ends.
             _ => return,
         }
@@ -868,16 +868,16 @@ impl Lifecycle {
             announced,
             security_deadline,
         };
-        self.reboot_when_due(at, now, effects);
+        self.reboot_when_due(now, effects);
     }
 
     /// Before the reboot the owner gets `reboot_notice_secs` of warning
     /// (EN 303 645 5.3-12): the status says when, then the reboot is asked.
-    fn reboot_when_due(&mut self, at: Timestamp, now: Now, effects: &mut Vec<Effect>) {
+    fn reboot_when_due(&mut self, now: Now, effects: &mut Vec<Effect>) {
         let Phase::Armed {
+            at,
             announced,
             security_deadline,
-            ..
         } = self.phase
         else {
             return;
