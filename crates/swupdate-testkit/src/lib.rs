@@ -339,7 +339,8 @@ impl OneShot {
         if status.success() {
             Ok(elapsed)
         } else {
-            Err(fs::read_to_string(&self.setup.log).unwrap_or_default())
+            let log = fs::read_to_string(&self.setup.log).unwrap_or_default();
+            Err(format!("{log}\n(swupdate ended: {status})"))
         }
     }
 }
