@@ -182,6 +182,12 @@ impl Vendor {
         let manifest = self.path(&format!("hearth-{version}.manifest.json"));
         let notes = format!("https://example.com/hearth/releases/{version}");
         let keys = crate::repo_root().join(DEV_KEYS);
+        // Every published release carries its SBOM, as the README's
+        // commands make it, so the devices read manifests that name one.
+        let sbom = self.sbom(model, version);
+        let mut extra = extra.to_vec();
+        extra.extend(["--sbom", sbom.to_str().expect("path")]);
+        let extra = &extra[..];
         self.sign_manifest_with(
             &swu,
             &manifest,
@@ -199,6 +205,8 @@ impl Vendor {
             manifest.to_str().expect("path"),
             "--artifact",
             swu.to_str().expect("path"),
+            "--sbom",
+            sbom.to_str().expect("path"),
             "--out",
             self.web_root.to_str().expect("path"),
         ]);
@@ -209,6 +217,34 @@ impl Vendor {
             security_version,
             security,
         }
+    }
+
+    /// The SBOM of `version` (`hearth-release sbom`): hearthd's crates and
+    /// the development image's Debian packages.
+    fn sbom(&self, model: &str, version: &str) -> PathBuf {
+        let repo = crate::repo_root();
+        let out = self.path(&format!("hearth-{version}.spdx.json"));
+        let product = format!("Hearth {model}");
+        let lock = repo.join("Cargo.lock");
+        let packages = repo.join("qemu/out/hearth-dev.packages");
+        self.run(&[
+            "sbom",
+            "--product",
+            &product,
+            "--version",
+            version,
+            "--cargo-lock",
+            lock.to_str().expect("path"),
+            "--crate",
+            "hearthd",
+            "--debian-packages",
+            packages.to_str().expect("path"),
+            "--debian-release",
+            "bookworm",
+            "--out",
+            out.to_str().expect("path"),
+        ]);
+        out
     }
 
     /// A `.swu` of any root file system as `version` of `model`, signed with

@@ -15,6 +15,7 @@ pub mod error;
 pub mod keyfiles;
 pub mod openssl;
 pub mod progress;
+pub mod sbom;
 pub mod swu;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -41,12 +42,17 @@ Releases:
            --base-url https://... --security-version N --release-notes URL
            --out FILE [--urgency security|feature] [--min-installed-version X.Y.Z]
            [--expires-days N] [--rollout-start TIME] [--spread-hours N]
-           [--product TEXT] [--root PREFIX] [--dev]
+           [--product TEXT] [--root PREFIX] [--sbom FILE] [--dev]
   verify   --root PREFIX|ROOT.pub.pem --manifest FILE [--artifact FILE.swu]
            --model M --hw-revision R --installed-version X.Y.Z
-           [--security-floor N] [--keyring-floor N] [--max-artifact-size BYTES]
+           [--security-floor N] [--keyring-floor N] [--max-artifact-size BYTES] [--sbom FILE]
            [--now TIME] [--dev]
-  publish  --manifest FILE --artifact FILE.swu --out DIR
+  publish  --manifest FILE --artifact FILE.swu [--sbom FILE] --out DIR
+
+Software bill of materials (SPDX 2.3) and its vulnerability check:
+  sbom     --product TEXT --version X.Y.Z --cargo-lock FILE --crate NAME
+           [--debian-packages FILE] [--debian-release NAME] --out FILE.spdx.json
+  audit    --sbom FILE --db RUSTSEC_DB_DIR [--ignore RUSTSEC-ID]...
 
 Development keys (published, NOT FOR PRODUCTION) are refused unless --dev.
 Exit status: 0 done, 1 refused or failed, 2 bad command line.";
@@ -70,6 +76,8 @@ pub fn run(mut parser: lexopt::Parser) -> Result<(), Error> {
         "manifest" | "sign" => cmd::manifest::main(&mut parser),
         "verify" => cmd::verify::main(&mut parser),
         "publish" => cmd::publish::main(&mut parser),
+        "sbom" => cmd::sbom::main(&mut parser),
+        "audit" => cmd::audit::main(&mut parser),
         "help" => {
             eprintln!("{USAGE}");
             Ok(())

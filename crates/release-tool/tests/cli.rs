@@ -484,3 +484,236 @@ fn certify_raises_the_keyring_version_revokes_and_renews() {
     );
     assert!(!ok_ && err.contains("trusts only root key"), "{err}");
 }
+
+/// The README's release commands with the SBOM step: the manifest names
+/// and hashes it, `publish` lays it beside the artifact and refuses
+/// another file, `verify` checks it, an independent SPDX validator
+/// (`pyspdxtools`, from spdx-tools) accepts it, and `audit` finds an
+/// advisory for a crate hearthd uses.
+#[test]
+fn a_release_carries_its_sbom_named_and_hashed_in_the_manifest() {
+    let d = tmp();
+    let p = d.path();
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    ok(p, &["keygen", "--role", "root", "--out", "root"]);
+    ok(p, &["keygen", "--role", "signing", "--out", "signer"]);
+    ok(
+        p,
+        &[
+            "certify",
+            "--root",
+            "root",
+            "--key",
+            "signer",
+            "--keyring",
+            "keyring.json",
+        ],
+    );
+    fs::write(p.join("rootfs"), vec![7u8; 10_000]).unwrap();
+    ok(
+        p,
+        &[
+            "build",
+            "--rootfs",
+            "rootfs",
+            "--version",
+            "1.4.2",
+            "--model",
+            "HRH-1",
+            "--hw-revision",
+            "A",
+            "--signer",
+            "signer",
+            "--out",
+            "hearth-1.4.2.swu",
+        ],
+    );
+    // A Debian package list as the development image writes it.
+    fs::write(
+        p.join("packages"),
+        "adduser 3.134 all\nlibstdc++6 12.2.0-14+deb12u1 amd64\nsystemd 252.39-1~deb12u1 amd64\n",
+    )
+    .unwrap();
+    let lock = repo.join("Cargo.lock");
+    ok(
+        p,
+        &[
+            "sbom",
+            "--product",
+            "Hearth HRH-1",
+            "--version",
+            "1.4.2",
+            "--cargo-lock",
+            lock.to_str().unwrap(),
+            "--crate",
+            "hearthd",
+            "--debian-packages",
+            "packages",
+            "--debian-release",
+            "bookworm",
+            "--out",
+            "hearth-1.4.2.spdx.json",
+        ],
+    );
+    ok(
+        p,
+        &[
+            "manifest",
+            "--artifact",
+            "hearth-1.4.2.swu",
+            "--key",
+            "signer",
+            "--keyring",
+            "keyring.json",
+            "--root",
+            "root",
+            "--base-url",
+            "https://updates.example.com/hearth",
+            "--security-version",
+            "1",
+            "--release-notes",
+            "https://example.com/n",
+            "--sbom",
+            "hearth-1.4.2.spdx.json",
+            "--out",
+            "manifest.json",
+        ],
+    );
+    let signed: serde_json::Value =
+        serde_json::from_slice(&fs::read(p.join("manifest.json")).unwrap()).unwrap();
+    let sbom_ref = &signed["manifest"]["sbom"];
+    let sbom_bytes = fs::read(p.join("hearth-1.4.2.spdx.json")).unwrap();
+    assert_eq!(
+        sbom_ref["urls"][0],
+        "https://updates.example.com/hearth/HRH-1/1.4.2/hearth-1.4.2.spdx.json"
+    );
+    assert_eq!(sbom_ref["size"], sbom_bytes.len() as u64);
+    assert_eq!(
+        sbom_ref["sha256"],
+        update_manifest::Sha256::digest(&sbom_bytes).to_string()
+    );
+
+    // publish: beside the artifact; the SBOM is required; another file is refused.
+    let publish = |sbom: Option<&str>, out: &str| {
+        let mut args = vec![
+            "publish",
+            "--manifest",
+            "manifest.json",
+            "--artifact",
+            "hearth-1.4.2.swu",
+        ];
+        if let Some(s) = sbom {
+            args.extend(["--sbom", s]);
+        }
+        args.extend(["--out", out]);
+        tool(p, &args)
+    };
+    let (ok_, err) = publish(None, "www");
+    assert!(!ok_ && err.contains("give it with --sbom"), "{err}");
+    fs::write(p.join("other.spdx.json"), b"{}").unwrap();
+    let (ok_, err) = publish(Some("other.spdx.json"), "www");
+    assert!(!ok_ && err.contains("is not the SBOM"), "{err}");
+    let (ok_, err) = publish(Some("hearth-1.4.2.spdx.json"), "www");
+    assert!(ok_, "{err}");
+    let published = p.join("www/hearth/HRH-1/1.4.2");
+    assert_eq!(
+        fs::read(published.join("hearth-1.4.2.spdx.json")).unwrap(),
+        sbom_bytes
+    );
+    assert!(published.join("hearth-1.4.2.swu").exists());
+
+    // verify: the same file passes, another does not.
+    let verify = |sbom: &str| {
+        tool(
+            p,
+            &[
+                "verify",
+                "--root",
+                "root",
+                "--manifest",
+                "manifest.json",
+                "--model",
+                "HRH-1",
+                "--hw-revision",
+                "A",
+                "--installed-version",
+                "1.4.1",
+                "--sbom",
+                sbom,
+            ],
+        )
+    };
+    let (ok_, err) = verify("hearth-1.4.2.spdx.json");
+    assert!(
+        ok_ && err.contains("the SBOM is the one the manifest names"),
+        "{err}"
+    );
+    let (ok_, err) = verify("other.spdx.json");
+    assert!(
+        !ok_ && err.contains("is not the SBOM the manifest names"),
+        "{err}"
+    );
+
+    // An independent validator accepts it (tests/run installs spdx-tools).
+    let validator = Command::new("pyspdxtools")
+        .args(["-i", "hearth-1.4.2.spdx.json"])
+        .current_dir(p)
+        .output()
+        .expect("pyspdxtools (pip install spdx-tools; tests/run installs it) must be on PATH");
+    assert!(
+        validator.status.success(),
+        "pyspdxtools refused the SBOM: {}",
+        String::from_utf8_lossy(&validator.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&sbom_bytes).unwrap();
+    let purls: Vec<&str> = doc["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["externalRefs"][0]["referenceLocator"].as_str())
+        .collect();
+    assert!(
+        purls.contains(
+            &"pkg:deb/debian/libstdc%2B%2B6@12.2.0-14%2Bdeb12u1?arch=amd64&distro=bookworm"
+        )
+    );
+    let ring = purls
+        .iter()
+        .find(|p| p.starts_with("pkg:cargo/ring@"))
+        .unwrap();
+
+    // audit: a database with one advisory against the ring hearthd uses.
+    let ring_version = ring.trim_start_matches("pkg:cargo/ring@");
+    let db = p.join("advisory-db/crates/ring");
+    fs::create_dir_all(&db).unwrap();
+    fs::write(
+        db.join("RUSTSEC-2099-0001.md"),
+        format!(
+            "```toml\n[advisory]\nid = \"RUSTSEC-2099-0001\"\npackage = \"ring\"\ndate = \"2099-01-01\"\n\
+             url = \"https://example.com/advisory\"\n\n[versions]\npatched = [\">= 99.0.0\"]\n```\n\n\
+             # A test advisory against ring {ring_version}\n\nNot real.\n"
+        ),
+    )
+    .unwrap();
+    let audit = |extra: &[&str]| {
+        let mut args = vec![
+            "audit",
+            "--sbom",
+            "hearth-1.4.2.spdx.json",
+            "--db",
+            "advisory-db",
+        ];
+        args.extend_from_slice(extra);
+        tool(p, &args)
+    };
+    let (ok_, err) = audit(&[]);
+    assert!(!ok_, "the advisory must fail the audit: {err}");
+    assert!(
+        err.contains(&format!(
+            "RUSTSEC-2099-0001 ring {ring_version}: VULNERABILITY"
+        )),
+        "{err}"
+    );
+    let (ok_, err) = audit(&["--ignore", "RUSTSEC-2099-0001"]);
+    assert!(ok_ && err.contains("vulnerability (ignored)"), "{err}");
+}

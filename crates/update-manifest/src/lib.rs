@@ -77,7 +77,7 @@ pub use keys::{
 };
 pub use manifest::{
     Artifact, ArtifactIndex, CertifiedKey, KEYRING_FORMAT, Keyring, MANIFEST_FORMAT,
-    MAX_MANIFEST_LEN, Manifest, Rollout, SignedKeyring, SignedManifest, Urgency,
+    MAX_MANIFEST_LEN, Manifest, Rollout, Sbom, SignedKeyring, SignedManifest, Urgency,
 };
 pub use types::{
     ArtifactUrl, FieldError, HardwareRevision, KeyId, Label, Model, PublicKey, Sha256, Signature,

@@ -107,6 +107,20 @@ pub struct ArtifactIndex {
     pub sha256: Sha256,
 }
 
+/// The release's software bill of materials, published beside the
+/// artifact for vendors, assessors and owners. Devices do not fetch it;
+/// signing its hash ties the published SBOM to this exact release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sbom {
+    /// Where it is published; mirrors, as for the artifact (1 to 4).
+    pub urls: Vec<ArtifactUrl>,
+    /// Exact length in bytes.
+    pub size: u64,
+    /// SHA-256 of the file.
+    pub sha256: Sha256,
+}
+
 /// One release, as signed by an online release-signing key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,6 +157,10 @@ pub struct Manifest {
     pub expires: Timestamp,
     /// The id of the release-signing key that signs it.
     pub key_id: KeyId,
+    /// The release's SBOM, when the vendor published one. Optional within
+    /// format 2: manifests without it read as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<Sbom>,
 }
 
 /// A signing key certified by the root, with its validity period.
@@ -303,6 +321,9 @@ impl Manifest {
         check_count("artifact.urls", self.artifact.urls.len(), MAX_ARTIFACT_URLS)?;
         let index = &self.artifact.index;
         check_count("artifact.index.urls", index.urls.len(), MAX_ARTIFACT_URLS)?;
+        if let Some(sbom) = &self.sbom {
+            check_count("sbom.urls", sbom.urls.len(), MAX_ARTIFACT_URLS)?;
+        }
         if !ChunkIndex::chunk_len_is_valid(index.chunk_len) {
             return Err(Rejection::Malformed {
                 reason: format!(

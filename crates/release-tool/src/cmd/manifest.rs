@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use update_manifest::{
     Artifact, ArtifactIndex, ArtifactUrl, DEFAULT_CHUNK_LEN, DeviceFacts, HardwareRevision, Label,
-    MANIFEST_FORMAT, Manifest, Model, Rollout, SignedKeyring, Timestamp, TrustedRoot, Urgency,
-    Version,
+    MANIFEST_FORMAT, Manifest, Model, Rollout, Sbom, SignedKeyring, Timestamp, TrustedRoot,
+    Urgency, Version,
 };
 
 use super::build::{hash_file, index_file};
@@ -36,6 +36,8 @@ const HELP: &str = "usage: hearth-release manifest --artifact FILE.swu --key PRE
   --spread-hours N       spread the fleet over N hours (default 0)
   --product TEXT         product name (default Hearth)
   --chunk-kib N          chunk length of the chunk index: 64, 128, 256 (default), 512 or 1024
+  --sbom FILE            the release's SBOM (hearth-release sbom, or the Yocto build's SPDX):
+                         its size and SHA-256 are signed in; publish lays it beside the artifact
   --dev                  allow development keys";
 
 /// Parses and runs.
@@ -58,6 +60,7 @@ pub fn main(p: &mut lexopt::Parser) -> Result<(), Error> {
         spread_hours: 0,
         product: "Hearth".parse()?,
         chunk_len: DEFAULT_CHUNK_LEN,
+        sbom: None,
         dev: false,
     };
     let mut req: [Option<String>; 8] = Default::default();
@@ -105,6 +108,7 @@ pub fn main(p: &mut lexopt::Parser) -> Result<(), Error> {
                     )));
                 }
             }
+            Long("sbom") => a.sbom = Some(cli::path(p)?),
             Long("dev") => a.dev = true,
             Long("help") => return cli::help(HELP),
             _ => return Err(arg.unexpected().into()),
@@ -169,6 +173,8 @@ pub struct Args {
     pub product: Label,
     /// Chunk length of the chunk index.
     pub chunk_len: u32,
+    /// The release's SBOM, named and hashed in the manifest.
+    pub sbom: Option<PathBuf>,
     /// Allow development keys.
     pub dev: bool,
 }
@@ -187,6 +193,12 @@ pub fn artifact_url(
 /// same path with `.index` appended.
 pub fn index_url(artifact: &ArtifactUrl) -> Result<ArtifactUrl, Error> {
     Ok(format!("{artifact}.index").parse()?)
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Writes the signed manifest; returns it.
@@ -253,11 +265,7 @@ pub fn run(a: &Args) -> Result<Manifest, Error> {
             a.min_installed_version
         )));
     }
-    let file = a
-        .artifact
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let file = file_name(&a.artifact);
     let mut urls = vec![artifact_url(&a.base_url, &model, &version, &file)?];
     for m in &a.mirrors {
         urls.push(artifact_url(m, &model, &version, &file)?);
@@ -271,6 +279,18 @@ pub fn run(a: &Args) -> Result<Manifest, Error> {
         sha256: index.sha256(),
     };
 
+    let sbom = match &a.sbom {
+        Some(path) => {
+            let (sha256, _, size) = hash_file(path, "hashing the SBOM")?;
+            let name = file_name(path);
+            let mut urls = vec![artifact_url(&a.base_url, &model, &version, &name)?];
+            for m in &a.mirrors {
+                urls.push(artifact_url(m, &model, &version, &name)?);
+            }
+            Some(Sbom { urls, size, sha256 })
+        }
+        None => None,
+    };
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
         product: a.product.clone(),
@@ -294,6 +314,7 @@ pub fn run(a: &Args) -> Result<Manifest, Error> {
         issued: now,
         expires: now.plus_seconds(i64::from(a.expires_days) * 86_400),
         key_id: key.key_id(),
+        sbom,
     };
     let signed = manifest
         .clone()

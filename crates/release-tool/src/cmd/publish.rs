@@ -13,6 +13,7 @@
 //! OUT/<base path>/<model>/<version>/manifest.json
 //! OUT/<base path>/<model>/<version>/<file>.swu
 //! OUT/<base path>/<model>/<version>/<file>.swu.index
+//! OUT/<base path>/<model>/<version>/<sbom file>   (when the manifest names one)
 //! ```
 
 use std::fs;
@@ -25,18 +26,21 @@ use super::build::index_file;
 use crate::keyfiles::{tmp_name, write_replace};
 use crate::{Error, cli, progress};
 
-const HELP: &str = "usage: hearth-release publish --manifest FILE --artifact FILE.swu --out DIR
-  DIR is the web root of the host named in the manifest's artifact URL";
+const HELP: &str =
+    "usage: hearth-release publish --manifest FILE --artifact FILE.swu [--sbom FILE] --out DIR
+  DIR is the web root of the host named in the manifest's artifact URL
+  --sbom FILE is required when the manifest names an SBOM (manifest --sbom)";
 
 /// Parses and runs.
 pub fn main(p: &mut lexopt::Parser) -> Result<(), Error> {
     use lexopt::prelude::*;
-    let (mut manifest, mut artifact, mut out) = (None, None, None);
+    let (mut manifest, mut artifact, mut out, mut sbom) = (None, None, None, None);
     while let Some(arg) = p.next()? {
         match arg {
             Long("manifest") => manifest = Some(cli::path(p)?),
             Long("artifact") => artifact = Some(cli::path(p)?),
             Long("out") => out = Some(cli::path(p)?),
+            Long("sbom") => sbom = Some(cli::path(p)?),
             Long("help") => return cli::help(HELP),
             _ => return Err(arg.unexpected().into()),
         }
@@ -44,6 +48,7 @@ pub fn main(p: &mut lexopt::Parser) -> Result<(), Error> {
     let written = run(
         &cli::required(manifest, "manifest")?,
         &cli::required(artifact, "artifact")?,
+        sbom.as_deref(),
         &cli::required(out, "out")?,
     )?;
     for w in written {
@@ -73,7 +78,12 @@ fn safe_relative(url_path: &str) -> Result<PathBuf, Error> {
 }
 
 /// Publishes; returns the files written.
-pub fn run(manifest: &Path, artifact: &Path, out: &Path) -> Result<Vec<PathBuf>, Error> {
+pub fn run(
+    manifest: &Path,
+    artifact: &Path,
+    sbom: Option<&Path>,
+    out: &Path,
+) -> Result<Vec<PathBuf>, Error> {
     let mut bytes = Vec::new();
     fs::File::open(manifest)
         .and_then(|f| f.take(MAX_MANIFEST_LEN as u64 + 1).read_to_end(&mut bytes))
@@ -132,11 +142,71 @@ pub fn run(manifest: &Path, artifact: &Path, out: &Path) -> Result<Vec<PathBuf>,
         }
         write_replace(&index_target, &index)?;
     }
+    // The SBOM, when the manifest names one: the very file it hashes.
+    let sbom_target = match (&m.sbom, sbom) {
+        (None, None) => None,
+        (None, Some(path)) => {
+            return Err(Error::Msg(format!(
+                "{} names no SBOM, so {} would be published unsigned: build the manifest with --sbom",
+                manifest.display(),
+                path.display()
+            )));
+        }
+        (Some(_), None) => {
+            return Err(Error::Msg(format!(
+                "{} names an SBOM: give it with --sbom FILE",
+                manifest.display()
+            )));
+        }
+        (Some(signed), Some(path)) => {
+            let target = out.join(safe_relative(signed.urls[0].path())?);
+            let mut check = ArtifactChecker::new(signed.sha256, signed.size);
+            copy_checked(path, None, &mut check)?;
+            check.finish().map_err(|e| {
+                Error::Msg(format!(
+                    "{} is not the SBOM {} names ({e})",
+                    path.display(),
+                    manifest.display()
+                ))
+            })?;
+            publish_immutable(path, &target, |p| {
+                let mut again = ArtifactChecker::new(signed.sha256, signed.size);
+                copy_checked(p, None, &mut again).is_ok() && again.finish().is_ok()
+            })?;
+            Some(target)
+        }
+    };
     let version_manifest = version_dir.join("manifest.json");
     let latest = model_dir.join("latest.json");
     write_replace(&version_manifest, &bytes)?;
     write_replace(&latest, &bytes)?;
-    Ok(vec![target, index_target, version_manifest, latest])
+    let mut written = vec![target, index_target];
+    written.extend(sbom_target);
+    written.extend([version_manifest, latest]);
+    Ok(written)
+}
+
+/// Copies `from` to `target` unless it is there already, where `same`
+/// must hold for what is there (a published version is immutable).
+fn publish_immutable(
+    from: &Path,
+    target: &Path,
+    same: impl Fn(&Path) -> bool,
+) -> Result<(), Error> {
+    if target.exists() {
+        if !same(target) {
+            return Err(Error::Msg(format!(
+                "{} already holds a different file; a published version is immutable, release a new version",
+                target.display()
+            )));
+        }
+        return Ok(());
+    }
+    if let Some(dir) = target.parent() {
+        fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    }
+    let bytes = fs::read(from).map_err(Error::io(from))?;
+    write_replace(target, &bytes)
 }
 
 /// Streams `from` through `checker`, copying to `to` when given.

@@ -22,6 +22,7 @@ use crate::{Error, cli, openssl, progress, swu};
 const HELP: &str = "usage: hearth-release verify --root PREFIX --manifest FILE --model M --hw-revision R --installed-version X.Y.Z [options]
   --root PREFIX            the trusted root (PREFIX.pub.pem; PREFIX.cert.pem for the CMS check)
   --artifact FILE.swu      also check the artifact (chunk index, size, sha256, layout, CMS signature)
+  --sbom FILE              also check that FILE is the SBOM the manifest names
   --security-floor N       the device's anti-rollback floor (default 0)
   --keyring-floor N        the highest key-ring version the device has seen (default 0)
   --max-artifact-size N    the device's size cap in bytes (default 4294967295)
@@ -37,6 +38,8 @@ pub struct Args {
     pub manifest: PathBuf,
     /// Artifact file.
     pub artifact: Option<PathBuf>,
+    /// SBOM file.
+    pub sbom: Option<PathBuf>,
     /// What the device knows.
     pub device: DeviceFacts,
     /// The time.
@@ -49,6 +52,7 @@ pub struct Args {
 pub fn main(p: &mut lexopt::Parser) -> Result<(), Error> {
     use lexopt::prelude::*;
     let (mut root, mut manifest, mut artifact, mut now, mut dev) = (None, None, None, None, false);
+    let mut sbom = None;
     let (mut model, mut hw, mut installed): (
         Option<Model>,
         Option<HardwareRevision>,
@@ -60,6 +64,7 @@ pub fn main(p: &mut lexopt::Parser) -> Result<(), Error> {
             Long("root") => root = Some(cli::path(p)?),
             Long("manifest") => manifest = Some(cli::path(p)?),
             Long("artifact") => artifact = Some(cli::path(p)?),
+            Long("sbom") => sbom = Some(cli::path(p)?),
             Long("model") => model = Some(cli::parse(p, "model")?),
             Long("hw-revision") => hw = Some(cli::parse(p, "hw-revision")?),
             Long("installed-version") => installed = Some(cli::parse(p, "installed-version")?),
@@ -76,6 +81,7 @@ pub fn main(p: &mut lexopt::Parser) -> Result<(), Error> {
         root: cli::required(root, "root")?,
         manifest: cli::required(manifest, "manifest")?,
         artifact,
+        sbom,
         device: DeviceFacts {
             model: cli::required(model, "model")?,
             hardware_revision: cli::required(hw, "hw-revision")?,
@@ -103,6 +109,9 @@ pub fn main(p: &mut lexopt::Parser) -> Result<(), Error> {
             "; artifact not checked (no --artifact)"
         }
     );
+    if a.sbom.is_some() {
+        eprintln!("hearth-release: the SBOM is the one the manifest names");
+    }
     Ok(())
 }
 
@@ -119,6 +128,24 @@ pub fn run(a: &Args) -> Result<update_manifest::VerifiedRelease, Error> {
     let now = a.now.unwrap_or_else(Timestamp::now);
     let release = update_manifest::verify(&bytes, &root, &a.device, now)?;
 
+    if let Some(path) = &a.sbom {
+        let Some(signed) = &release.manifest().sbom else {
+            return Err(Error::Msg(format!(
+                "{} names no SBOM; {} is not part of this release",
+                a.manifest.display(),
+                path.display()
+            )));
+        };
+        let (sha256, _, size) = super::build::hash_file(path, "hashing the SBOM")?;
+        if (sha256, size) != (signed.sha256, signed.size) {
+            return Err(Error::Msg(format!(
+                "{} is not the SBOM the manifest names: {size} bytes with sha256 {sha256}, the manifest says {} bytes with sha256 {}",
+                path.display(),
+                signed.size,
+                signed.sha256
+            )));
+        }
+    }
     let Some(artifact) = &a.artifact else {
         return Ok(release);
     };

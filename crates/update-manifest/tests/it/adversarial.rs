@@ -164,3 +164,38 @@ proptest! {
         prop_assert!(t.unix() - now().unix() < i64::from(spread.max(1)) * 3600);
     }
 }
+
+/// A manifest naming its SBOM verifies, signs the SBOM's hash (a changed
+/// hash is refused), and keeps the URL limit.
+#[test]
+fn the_sbom_reference_is_signed_and_limited() {
+    let signer = key("signer-2027");
+    let with_sbom = |urls: usize| {
+        let mut m = manifest(&signer);
+        m.sbom = Some(update_manifest::Sbom {
+            urls: vec![
+                "https://updates.example.com/hrh-1/1.1.0/hearth-1.1.0.spdx.json"
+                    .parse()
+                    .unwrap();
+                urls
+            ],
+            size: 2048,
+            sha256: update_manifest::Sha256::digest(b"the sbom"),
+        });
+        m
+    };
+    let bytes = sign(with_sbom(1), &signer, keyring_v1());
+    let release = verify(&bytes, &trusted_root(), &facts(), now()).unwrap();
+    let sbom = release.manifest().sbom.as_ref().unwrap();
+    assert_eq!(sbom.size, 2048);
+
+    let other = update_manifest::Sha256::digest(b"another sbom").to_string();
+    let tampered = String::from_utf8(bytes).unwrap().replace(
+        &update_manifest::Sha256::digest(b"the sbom").to_string(),
+        &other,
+    );
+    assert!(verify(tampered.as_bytes(), &trusted_root(), &facts(), now()).is_err());
+
+    let too_many = with_sbom(5).sign(&signer, keyring_v1()).unwrap_err();
+    assert!(too_many.to_string().contains("sbom.urls"), "{too_many}");
+}

@@ -132,6 +132,7 @@ pub fn manifest(signer: &SigningKey) -> Manifest {
         issued: ts("2027-05-30T00:00:00Z"),
         expires: ts("2027-06-30T00:00:00Z"),
         key_id: signer.key_id(),
+        sbom: None,
     }
 }
 
