@@ -22,6 +22,7 @@
 //! `HEARTH_ACCEL` (default `tcg`), `HEARTH_BOOT_TIMEOUT` (seconds, default 600).
 
 pub mod broker;
+pub mod compliance;
 mod device;
 mod disk;
 pub mod guests;
