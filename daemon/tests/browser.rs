@@ -13,15 +13,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
+use fantoccini::actions::{InputSource as _, KeyAction, KeyActions};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -387,11 +386,13 @@ const SAVE_SETTINGS_UNCHANGED: &str = "
     return { status: saved.status, until: update.until };
 ";
 
-/// A Chromium session through chromedriver; both end on drop.
+/// A Chromium session through chromedriver (driven with fantoccini, a
+/// WebDriver client); both end on drop. The test is synchronous, so each
+/// command runs on a small runtime of its own.
 struct Browser {
     driver: Child,
-    addr: SocketAddr,
-    session: String,
+    runtime: tokio::runtime::Runtime,
+    client: fantoccini::Client,
     /// Chromium's profile; removed on drop, after Chromium has quit.
     _profile: tempfile::TempDir,
 }
@@ -427,7 +428,6 @@ impl Browser {
             .recv_timeout(Duration::from_secs(30))
             .expect("chromedriver did not say which port it listens on");
         assert_loopback_only(port);
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let args = [
             "--headless",
             "--no-sandbox",
@@ -449,41 +449,47 @@ impl Browser {
             "--window-size=1280,900",
             &format!("--user-data-dir={}", profile.path().display()),
         ];
-        let capabilities = json!({ "capabilities": { "alwaysMatch": {
-            "browserName": "chrome",
-            "acceptInsecureCerts": true,
-            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
-        }}});
-        let mut browser = Browser {
-            driver,
-            addr,
-            session: String::new(),
-            _profile: profile,
-        };
-        let created = browser.call("POST", "/session", Some(capabilities));
-        browser.session = created["sessionId"]
-            .as_str()
-            .expect("session id")
-            .to_owned();
-        browser
-    }
-
-    /// One WebDriver command; panics with chromedriver's message on error.
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let (status, reply) = http(self.addr, method, path, body.as_ref());
-        assert!(
-            status == 200,
-            "WebDriver {method} {path} failed ({status}): {reply}"
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("browserName".into(), json!("chrome"));
+        capabilities.insert("acceptInsecureCerts".into(), json!(true));
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({ "binary": "/usr/bin/chromium", "args": args }),
         );
-        reply["value"].clone()
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the WebDriver client");
+        // Plain HTTP: chromedriver is on loopback, so no TLS stack here.
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = runtime
+            .block_on(
+                fantoccini::ClientBuilder::new(connector)
+                    .capabilities(capabilities)
+                    .connect(&format!("http://127.0.0.1:{port}")),
+            )
+            .expect("a Chromium session through chromedriver");
+        Browser {
+            driver,
+            runtime,
+            client,
+            _profile: profile,
+        }
     }
 
-    fn session_call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        self.call(method, &format!("/session/{}{path}", self.session), body)
+    /// Runs one WebDriver command; panics with what failed.
+    fn run<T>(
+        &self,
+        what: &str,
+        command: impl std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+    ) -> T {
+        self.runtime
+            .block_on(command)
+            .unwrap_or_else(|e| panic!("WebDriver {what} failed: {e}"))
     }
 
     fn go(&self, url: &str) {
-        self.session_call("POST", "/url", Some(json!({ "url": url })));
+        self.run(&format!("go to {url}"), self.client.goto(url));
     }
 
     fn path(&self) -> String {
@@ -497,38 +503,26 @@ impl Browser {
         self.wait(&format!("the page {want}"), || self.path() == want);
     }
 
-    fn element(&self, css: &str) -> String {
+    fn element(&self, css: &str) -> fantoccini::elements::Element {
         self.find(css)
             .unwrap_or_else(|| panic!("no {css} on the page {}", self.path()))
     }
 
     /// The element matching `css`, if the page has one.
-    fn find(&self, css: &str) -> Option<String> {
-        let path = format!("/session/{}/element", self.session);
-        let query = json!({ "using": "css selector", "value": css });
-        let (status, reply) = http(self.addr, "POST", &path, Some(&query));
-        if status == 404 && reply["value"]["error"] == "no such element" {
-            return None;
+    fn find(&self, css: &str) -> Option<fantoccini::elements::Element> {
+        match self
+            .runtime
+            .block_on(self.client.find(fantoccini::Locator::Css(css)))
+        {
+            Ok(element) => Some(element),
+            Err(e) if e.is_no_such_element() => None,
+            Err(e) => panic!("WebDriver find {css} failed: {e}"),
         }
-        assert!(
-            status == 200,
-            "WebDriver POST {path} failed ({status}): {reply}"
-        );
-        let id = reply["value"]["element-6066-11e4-a52e-4f735466cecf"].as_str();
-        Some(id.expect("element id").to_owned())
-    }
-
-    fn on_element(&self, css: &str, method: &str, what: &str, body: Option<Value>) -> Value {
-        let id = self.element(css);
-        self.session_call(method, &format!("/element/{id}{what}"), body)
     }
 
     /// The text as rendered: hidden elements have none.
     fn text(&self, css: &str) -> String {
-        self.on_element(css, "GET", "/text", None)
-            .as_str()
-            .expect("text")
-            .to_owned()
+        self.run(&format!("text of {css}"), self.element(css).text())
     }
 
     /// Waits until `css` shows text containing `want` (any text if empty).
@@ -542,61 +536,68 @@ impl Browser {
         });
     }
 
+    /// A DOM property with its JSON type (a boolean stays a boolean).
     fn property(&self, css: &str, name: &str) -> Value {
-        self.on_element(css, "GET", &format!("/property/{name}"), None)
+        let element = self.element(css);
+        let element = serde_json::to_value(&element).expect("an element as JSON");
+        self.run(
+            &format!("property {name} of {css}"),
+            self.client.execute(
+                "return arguments[0][arguments[1]];",
+                vec![element, json!(name)],
+            ),
+        )
     }
 
     fn attribute(&self, css: &str, name: &str) -> String {
-        self.on_element(css, "GET", &format!("/attribute/{name}"), None)
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        self.run(
+            &format!("attribute {name} of {css}"),
+            self.element(css).attr(name),
+        )
+        .unwrap_or_default()
     }
 
     /// Types as a user would (key events), so paste-blocking or input
     /// handlers would be exercised too.
     fn type_into(&self, css: &str, text: &str) {
-        self.on_element(css, "POST", "/value", Some(json!({ "text": text })));
+        self.run(
+            &format!("type into {css}"),
+            self.element(css).send_keys(text),
+        );
     }
 
     fn clear(&self, css: &str) {
-        self.on_element(css, "POST", "/clear", Some(json!({})));
+        self.run(&format!("clear {css}"), self.element(css).clear());
     }
 
     fn click(&self, css: &str) {
-        self.on_element(css, "POST", "/click", Some(json!({})));
+        self.run(&format!("click {css}"), self.element(css).click());
     }
 
-    /// Presses keys on whatever has the focus.
+    /// Presses keys, each down then up, on whatever has the focus.
     fn keys(&self, keys: &str) {
-        let mut actions = Vec::new();
+        let mut actions = KeyActions::new("keyboard".into());
         for key in keys.chars() {
-            actions.push(json!({ "type": "keyDown", "value": key.to_string() }));
-            actions.push(json!({ "type": "keyUp", "value": key.to_string() }));
+            actions = actions
+                .then(KeyAction::Down { value: key })
+                .then(KeyAction::Up { value: key });
         }
-        self.session_call(
-            "POST",
-            "/actions",
-            Some(json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }] })),
-        );
-        self.session_call("DELETE", "/actions", None);
+        self.perform(actions);
     }
 
     /// Presses `key` while holding `modifier`, on whatever has the focus.
     fn chord(&self, modifier: char, key: char) {
-        let (modifier, key) = (modifier.to_string(), key.to_string());
-        let actions = json!([
-            { "type": "keyDown", "value": modifier },
-            { "type": "keyDown", "value": key },
-            { "type": "keyUp", "value": key },
-            { "type": "keyUp", "value": modifier },
-        ]);
-        self.session_call(
-            "POST",
-            "/actions",
-            Some(json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }] })),
-        );
-        self.session_call("DELETE", "/actions", None);
+        let actions = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: modifier })
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key })
+            .then(KeyAction::Up { value: modifier });
+        self.perform(actions);
+    }
+
+    fn perform(&self, actions: KeyActions) {
+        self.run("key actions", self.client.perform_actions(actions));
+        self.run("release actions", self.client.release_actions());
     }
 
     /// Moves the focus with Tab from the top of the page until the element
@@ -615,19 +616,11 @@ impl Browser {
     }
 
     fn script(&self, body: &str) -> Value {
-        self.session_call(
-            "POST",
-            "/execute/sync",
-            Some(json!({ "script": body, "args": [] })),
-        )
+        self.run("script", self.client.execute(body, Vec::new()))
     }
 
     fn resize(&self, width: u32, height: u32) {
-        self.session_call(
-            "POST",
-            "/window/rect",
-            Some(json!({ "width": width, "height": height })),
-        );
+        self.run("resize", self.client.set_window_size(width, height));
     }
 
     /// On a phone-sized screen (390 × 844 CSS pixels) nothing needs
@@ -669,24 +662,18 @@ impl Browser {
     /// Saves a PNG of the whole page: the window is made as tall as the
     /// page for the shot, since WebDriver captures only the window.
     fn screenshot(&self, name: &str) {
-        let window = self.session_call("GET", "/window/rect", None);
+        let (width, height) = self.run("window size", self.client.get_window_size());
         let tall = self.script(
             "return document.documentElement.scrollHeight + window.outerHeight - window.innerHeight;",
         );
-        self.session_call(
-            "POST",
-            "/window/rect",
-            Some(json!({ "width": window["width"], "height": tall })),
-        );
-        let encoded = self.session_call("GET", "/screenshot", None);
-        self.session_call(
-            "POST",
-            "/window/rect",
-            Some(json!({ "width": window["width"], "height": window["height"] })),
-        );
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(encoded.as_str().expect("base64 PNG"))
-            .expect("a base64 PNG");
+        let tall = tall
+            .as_u64()
+            .and_then(|t| u32::try_from(t).ok())
+            .expect("page height");
+        let width = u32::try_from(width).expect("window width");
+        self.resize(width, tall);
+        let png = self.run("screenshot", self.client.screenshot());
+        self.resize(width, u32::try_from(height).expect("window height"));
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG screenshot");
         let dir = Path::new(SCREENSHOTS);
         std::fs::create_dir_all(dir).expect("screenshot dir");
@@ -709,16 +696,9 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        if !self.session.is_empty() {
-            // Quits Chromium; then chromedriver and anything left in its
-            // process group (not yet reaped, so the group is still ours).
-            let _ = http(
-                self.addr,
-                "DELETE",
-                &format!("/session/{}", self.session),
-                None,
-            );
-        }
+        // Quits Chromium; then chromedriver and anything left in its
+        // process group (not yet reaped, so the group is still ours).
+        let _ = self.runtime.block_on(self.client.clone().close());
         let _ = killpg(Pid::from_raw(self.driver.id() as i32), Signal::SIGKILL);
         let _ = self.driver.wait();
     }
@@ -785,54 +765,4 @@ fn assert_loopback_only(port: u16) {
             }
         }
     }
-}
-
-/// One HTTP/1.1 exchange with chromedriver: (status, JSON body).
-fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .expect("timeout");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json; charset=utf-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("status line");
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not HTTP: {line:?}"));
-    let mut length = None;
-    loop {
-        line.clear();
-        reader.read_line(&mut line).expect("header");
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse::<usize>().ok();
-        }
-    }
-    let mut raw = Vec::new();
-    match length {
-        Some(n) => {
-            raw.resize(n, 0);
-            reader.read_exact(&mut raw).expect("body");
-        }
-        None => {
-            reader.read_to_end(&mut raw).expect("body");
-        }
-    }
-    let value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    (status, value)
 }

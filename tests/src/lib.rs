@@ -21,6 +21,7 @@
 //! Environment: `HEARTH_IMAGE` (default `qemu/out/hearth-dev.img`),
 //! `HEARTH_ACCEL` (default `tcg`), `HEARTH_BOOT_TIMEOUT` (seconds, default 600).
 
+pub mod board;
 pub mod broker;
 pub mod compliance;
 mod device;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use system_tests::https::{Response, request};
 
-use crate::uboot::Board;
+use system_tests::board::Board;
 
 const PASSWORD: &str = "correct horse battery staple";
 

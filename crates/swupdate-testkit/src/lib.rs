@@ -504,7 +504,8 @@ impl Drop for Daemon {
     }
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (then no user namespace is needed).
+pub fn is_root() -> bool {
     fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
