@@ -91,13 +91,7 @@ impl Board {
         let deadline = Instant::now() + BOOT;
         loop {
             let serial = self.serial();
-            if let Some(rest) = serial.get(self.seen..)
-                && let Some(at) = rest.find(needle)
-                && let Some(end) = rest[at..].find('\n')
-            {
-                let line_start = rest[..at].rfind('\n').map_or(0, |i| i + 1);
-                let line = rest[line_start..at + end].trim_end().to_owned();
-                self.seen += at + end;
+            if let Some(line) = crate::next_line_with(&serial, &mut self.seen, needle) {
                 eprintln!(
                     "[{}] {:5.1} s: {}",
                     self.label,
@@ -191,13 +185,7 @@ impl Board {
     }
 
     pub fn diagnostics(&self) -> String {
-        let serial = self.serial();
-        let tail: Vec<&str> = serial.lines().rev().take(40).collect();
-        let stderr = fs::read_to_string(&self.stderr).unwrap_or_default();
-        format!(
-            "the boot script said:\n{stderr}\nlast serial lines:\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        )
+        crate::boot_diagnostics("the boot script", &self.stderr, &self.serial())
     }
 }
 

@@ -156,13 +156,7 @@ impl Device {
         let deadline = Instant::now() + timeout;
         loop {
             let serial = self.tend();
-            if let Some(rest) = serial.get(self.seen..)
-                && let Some(at) = rest.find(needle)
-                && let Some(end) = rest[at..].find('\n')
-            {
-                let line_start = rest[..at].rfind('\n').map_or(0, |i| i + 1);
-                let line = rest[line_start..at + end].trim_end().to_owned();
-                self.seen += at + end;
+            if let Some(line) = crate::next_line_with(&serial, &mut self.seen, needle) {
                 return line;
             }
             if let Some(child) = self.child.as_mut()
@@ -372,13 +366,7 @@ impl Device {
 
     /// qemu/boot's stderr and the last console lines, for a failure message.
     pub fn diagnostics(&self) -> String {
-        let serial = self.serial();
-        let tail: Vec<&str> = serial.lines().rev().take(40).collect();
-        let stderr = std::fs::read_to_string(&self.boot_stderr).unwrap_or_default();
-        format!(
-            "qemu/boot said:\n{stderr}\nlast serial lines:\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        )
+        crate::boot_diagnostics("qemu/boot", &self.boot_stderr, &self.serial())
     }
 }
 

@@ -50,6 +50,29 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The first whole console line containing `needle` after the first
+/// `seen` bytes of `serial`; `seen` moves past it, so the next wait starts
+/// there.
+pub(crate) fn next_line_with(serial: &str, seen: &mut usize, needle: &str) -> Option<String> {
+    let rest = serial.get(*seen..)?;
+    let at = rest.find(needle)?;
+    let end = rest[at..].find('\n')?;
+    let line_start = rest[..at].rfind('\n').map_or(0, |i| i + 1);
+    *seen += at + end;
+    Some(rest[line_start..at + end].trim_end().to_owned())
+}
+
+/// What a failed wait shows: the boot script's error output and the last
+/// 40 console lines.
+pub(crate) fn boot_diagnostics(script: &str, stderr: &Path, serial: &str) -> String {
+    let tail: Vec<&str> = serial.lines().rev().take(40).collect();
+    let said = std::fs::read_to_string(stderr).unwrap_or_default();
+    format!(
+        "{script} said:\n{said}\nlast serial lines:\n{}",
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    )
+}
+
 /// The image under test. Panics with what to do when it does not exist.
 pub fn image() -> PathBuf {
     let path = match std::env::var_os("HEARTH_IMAGE") {
@@ -166,6 +189,22 @@ pub fn fingerprint_of(der: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn console_waits_take_whole_lines_in_order() {
+        let serial = "boot\n[  1.0] foo bar\nfoo baz\nfoo half";
+        let mut seen = 0;
+        assert_eq!(
+            next_line_with(serial, &mut seen, "foo").as_deref(),
+            Some("[  1.0] foo bar")
+        );
+        assert_eq!(
+            next_line_with(serial, &mut seen, "foo").as_deref(),
+            Some("foo baz")
+        );
+        // A line still being written is not taken yet.
+        assert_eq!(next_line_with(serial, &mut seen, "foo"), None);
+    }
 
     #[test]
     fn console_values_survive_a_kernel_message_on_the_same_line() {

@@ -36,6 +36,43 @@ fn dev_keys() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../yocto-layer/meta-hearth/files/dev-keys")
 }
 
+/// Root and signing keys, a key ring, and a `.swu` of `version` at `out`.
+fn keys_and_build(p: &Path, version: &str, out: &str) {
+    ok(p, &["keygen", "--role", "root", "--out", "root"]);
+    ok(p, &["keygen", "--role", "signing", "--out", "signer"]);
+    ok(
+        p,
+        &[
+            "certify",
+            "--root",
+            "root",
+            "--key",
+            "signer",
+            "--keyring",
+            "keyring.json",
+        ],
+    );
+    fs::write(p.join("rootfs"), vec![7u8; 10_000]).unwrap();
+    ok(
+        p,
+        &[
+            "build",
+            "--rootfs",
+            "rootfs",
+            "--version",
+            version,
+            "--model",
+            "HRH-1",
+            "--hw-revision",
+            "A",
+            "--signer",
+            "signer",
+            "--out",
+            out,
+        ],
+    );
+}
+
 #[test]
 fn keygen_writes_private_keys_0600_and_never_overwrites() {
     let d = tmp();
@@ -137,39 +174,7 @@ fn the_committed_development_key_ring_is_signed_by_the_development_root() {
 fn publish_refuses_paths_outside_the_tree_and_changes_to_a_published_version() {
     let d = tmp();
     let p = d.path();
-    ok(p, &["keygen", "--role", "root", "--out", "root"]);
-    ok(p, &["keygen", "--role", "signing", "--out", "signer"]);
-    ok(
-        p,
-        &[
-            "certify",
-            "--root",
-            "root",
-            "--key",
-            "signer",
-            "--keyring",
-            "keyring.json",
-        ],
-    );
-    fs::write(p.join("rootfs"), vec![7u8; 10_000]).unwrap();
-    ok(
-        p,
-        &[
-            "build",
-            "--rootfs",
-            "rootfs",
-            "--version",
-            "1.0.0",
-            "--model",
-            "HRH-1",
-            "--hw-revision",
-            "A",
-            "--signer",
-            "signer",
-            "--out",
-            "a.swu",
-        ],
-    );
+    keys_and_build(p, "1.0.0", "a.swu");
     let manifest = |base: &str, out: &str| {
         ok(
             p,
@@ -495,39 +500,7 @@ fn a_release_carries_its_sbom_named_and_hashed_in_the_manifest() {
     let d = tmp();
     let p = d.path();
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    ok(p, &["keygen", "--role", "root", "--out", "root"]);
-    ok(p, &["keygen", "--role", "signing", "--out", "signer"]);
-    ok(
-        p,
-        &[
-            "certify",
-            "--root",
-            "root",
-            "--key",
-            "signer",
-            "--keyring",
-            "keyring.json",
-        ],
-    );
-    fs::write(p.join("rootfs"), vec![7u8; 10_000]).unwrap();
-    ok(
-        p,
-        &[
-            "build",
-            "--rootfs",
-            "rootfs",
-            "--version",
-            "1.4.2",
-            "--model",
-            "HRH-1",
-            "--hw-revision",
-            "A",
-            "--signer",
-            "signer",
-            "--out",
-            "hearth-1.4.2.swu",
-        ],
-    );
+    keys_and_build(p, "1.4.2", "hearth-1.4.2.swu");
     // A Debian package list as the development image writes it.
     fs::write(
         p.join("packages"),
