@@ -2,9 +2,11 @@
 //! process, against a DELIBERATELY WEAKENED image (`qemu/build-image
 //! --variant weak`, `qemu/weak-overlay`): the owner's password minimum is 8
 //! instead of the 15 the vendor's IXIT declares, and an undocumented echo
-//! service listens on TCP 8080. The child run must fail, and its report must
-//! name the right cases: 5.1-1-1 (the declared password rules are not the
-//! device's) and TOOL-nmap (a port answers that is not documented).
+//! service listens on TCP 8080. Its update lab's device is configured
+//! unlike what the suite expects (HEARTH_WEAKEN_UPDATES, updates.rs): a
+//! security release installs before the postponement limit the suite
+//! counts with, and the restart comes without notice. The child run must
+//! fail, and its report must name the right cases and no others.
 
 use std::process::Command;
 
@@ -12,6 +14,11 @@ use std::process::Command;
 const MUST_FAIL: &[(&str, &str)] = &[
     ("5.1-1-1", "the password minimum is 8, the IXIT declares 15"),
     ("TOOL-nmap", "an echo service answers on device port 8080"),
+    (
+        "5.3-3/5.3-4 (device)",
+        "the security release installs 29 s after it was seen, before the limit the suite counts with",
+    ),
+    ("5.3-12 (device)", "the device restarts without notice"),
 ];
 
 #[test]
@@ -46,7 +53,8 @@ fn a_weakened_image_fails_the_right_cases() {
         .env("HEARTH_IMAGE", repo.join("qemu/out/weak/hearth-dev.img"))
         .env("HEARTH_CONFORMANCE_OUT", &out_dir)
         .env("HEARTH_AUDIT", "0")
-        .env("HEARTH_UPDATE_LAB", "0")
+        .env("HEARTH_WEAKEN_UPDATES", "1")
+        .env_remove("HEARTH_UPDATE_LAB")
         .env_remove("HEARTH_CONFORMANCE_ONLY")
         .env_remove("HEARTH_DUT")
         .output()
