@@ -144,6 +144,12 @@ fn through_the_gate_hearthds_requests_work_and_a_newer_release_installs() {
     progress
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
+    // The connect returns once the gate's listener has it queued; the gate
+    // connects to SWUpdate's progress socket only when its thread accepts,
+    // and SWUpdate does not replay frames sent before that. On a loaded
+    // machine (CI, beside QEMU guests) that thread once ran after the whole
+    // install and the relayed frames never came: give it time to connect.
+    std::thread::sleep(Duration::from_secs(3));
     // As hearthd asks: exactly the release's version.
     client
         .set_versions_range(&VersionsRange {
