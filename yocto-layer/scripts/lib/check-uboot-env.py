@@ -20,7 +20,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from uboot_boards import read  # noqa: E402  (the same conf reader as step 4)
+from uboot_boards import uboot_boards  # noqa: E402  (the same conf reader as step 4)
 
 UBOOT_DIR = 'recipes-bsp/u-boot/hearth'
 WIC_DIR = 'files/wic'
@@ -135,7 +135,7 @@ def check_board(machine, cfg, env, layout):
     return problems
 
 
-def board_files(bsp, machine, values):
+def board_files(bsp, machine):
     """The files bitbake would pick: <machine>/ first, then rpi/ for the Pis."""
     overrides = [machine]
     if 'hearth-rpi.inc' in open(os.path.join(bsp, 'conf/hearth-bsp', machine + '.conf')).read():
@@ -155,16 +155,8 @@ def board_files(bsp, machine, values):
 def main(bsp):
     problems = []
     boards = []
-    confdir = os.path.join(bsp, 'conf/hearth-bsp')
-    for conf in sorted(os.listdir(confdir)):
-        if not conf.endswith('.conf'):
-            continue
-        machine = conf[:-len('.conf')]
-        values = {}
-        read(os.path.join(confdir, conf), values, bsp)
-        if values.get('HEARTH_BOOTLOADER') != 'uboot':
-            continue
-        files = board_files(bsp, machine, values)
+    for machine, values in uboot_boards(bsp):
+        files = board_files(bsp, machine)
         cfg = fragment_values(os.path.join(bsp, UBOOT_DIR, 'hearth-env-redundant.cfg'))
         cfg.update(fragment_values(files['hearth-env.cfg']))
         env = fw_env_lines(files['fw_env.config'])
@@ -176,7 +168,7 @@ def main(bsp):
     for p in problems:
         print('check-uboot-env: ' + p, file=sys.stderr)
     if not boards:
-        sys.exit('check-uboot-env: no U-Boot board found in %s' % confdir)
+        sys.exit('check-uboot-env: no U-Boot board found in %s/conf/hearth-bsp' % bsp)
     if problems:
         sys.exit(1)
     print('check-uboot-env: fragments, fw_env.config and layout agree for %s' % ' '.join(boards))

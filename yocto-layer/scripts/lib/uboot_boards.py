@@ -44,18 +44,23 @@ def read(path, values, layer):
             values[name] = value
 
 
-def main():
-    layer = sys.argv[1]
-    recipe = os.path.join(layer, 'recipes-bsp/hearth-uboot-script/hearth-uboot-script_1.0.bb')
+def uboot_boards(layer):
+    """(machine, values of conf/hearth-bsp/<machine>.conf) for each board
+    that boots Hearth with U-Boot, in name order."""
     confdir = os.path.join(layer, 'conf/hearth-bsp')
     for conf in sorted(os.listdir(confdir)):
         if not conf.endswith('.conf'):
             continue
-        machine = conf[:-len('.conf')]
         values = {}
         read(os.path.join(confdir, conf), values, layer)
-        if values.get('HEARTH_BOOTLOADER') != 'uboot':
-            continue
+        if values.get('HEARTH_BOOTLOADER') == 'uboot':
+            yield conf[:-len('.conf')], values
+
+
+def main():
+    layer = sys.argv[1]
+    recipe = os.path.join(layer, 'recipes-bsp/hearth-uboot-script/hearth-uboot-script_1.0.bb')
+    for machine, values in uboot_boards(layer):
         defaults = {'KERNEL_IMAGETYPE': 'Image'}
         read(recipe, defaults, layer)
         # Machine values win over the recipe's ?= defaults, as in bitbake.

@@ -128,20 +128,7 @@ pub fn run(
     let index_target = out.join(safe_relative(m.artifact.index.urls[0].path())?);
     let index = index_file(artifact, m.artifact.index.chunk_len)?.to_bytes();
     update_manifest::ChunkIndex::from_signed(&index, &m.artifact)?;
-    if index_target.exists() {
-        let published = fs::read(&index_target).map_err(Error::io(&index_target))?;
-        if published != index {
-            return Err(Error::Msg(format!(
-                "{} already holds a different chunk index; a published version is immutable, release a new version",
-                index_target.display()
-            )));
-        }
-    } else {
-        if let Some(dir) = index_target.parent() {
-            fs::create_dir_all(dir).map_err(Error::io(dir))?;
-        }
-        write_replace(&index_target, &index)?;
-    }
+    publish_immutable(&index_target, &index, "chunk index")?;
     // The SBOM, when the manifest names one: the very file it hashes.
     let sbom_target = match (&m.sbom, sbom) {
         (None, None) => None,
@@ -160,19 +147,19 @@ pub fn run(
         }
         (Some(signed), Some(path)) => {
             let target = out.join(safe_relative(signed.urls[0].path())?);
+            let bytes = fs::read(path).map_err(Error::io(path))?;
             let mut check = ArtifactChecker::new(signed.sha256, signed.size);
-            copy_checked(path, None, &mut check)?;
-            check.finish().map_err(|e| {
-                Error::Msg(format!(
-                    "{} is not the SBOM {} names ({e})",
-                    path.display(),
-                    manifest.display()
-                ))
-            })?;
-            publish_immutable(path, &target, |p| {
-                let mut again = ArtifactChecker::new(signed.sha256, signed.size);
-                copy_checked(p, None, &mut again).is_ok() && again.finish().is_ok()
-            })?;
+            check
+                .update(&bytes)
+                .and_then(|()| check.finish())
+                .map_err(|e| {
+                    Error::Msg(format!(
+                        "{} is not the SBOM {} names ({e})",
+                        path.display(),
+                        manifest.display()
+                    ))
+                })?;
+            publish_immutable(&target, &bytes, "SBOM")?;
             Some(target)
         }
     };
@@ -186,17 +173,14 @@ pub fn run(
     Ok(written)
 }
 
-/// Copies `from` to `target` unless it is there already, where `same`
-/// must hold for what is there (a published version is immutable).
-fn publish_immutable(
-    from: &Path,
-    target: &Path,
-    same: impl Fn(&Path) -> bool,
-) -> Result<(), Error> {
+/// Writes `bytes` (a small file: the chunk index, the SBOM) to `target`
+/// unless it holds them already; different bytes there are refused, since
+/// a published version is immutable.
+fn publish_immutable(target: &Path, bytes: &[u8], what: &str) -> Result<(), Error> {
     if target.exists() {
-        if !same(target) {
+        if fs::read(target).map_err(Error::io(target))? != bytes {
             return Err(Error::Msg(format!(
-                "{} already holds a different file; a published version is immutable, release a new version",
+                "{} already holds a different {what}; a published version is immutable, release a new version",
                 target.display()
             )));
         }
@@ -205,8 +189,7 @@ fn publish_immutable(
     if let Some(dir) = target.parent() {
         fs::create_dir_all(dir).map_err(Error::io(dir))?;
     }
-    let bytes = fs::read(from).map_err(Error::io(from))?;
-    write_replace(target, &bytes)
+    write_replace(target, bytes)
 }
 
 /// Streams `from` through `checker`, copying to `to` when given.
