@@ -123,10 +123,7 @@ impl Disk {
     }
 
     pub fn partition(&self, number: usize) -> Partition {
-        offline::partitions(&self.image)
-            .into_iter()
-            .nth(number - 1)
-            .unwrap_or_else(|| panic!("{} has no partition {number}", self.image.display()))
+        offline::partition(&self.image, number)
     }
 
     fn opts(&self, part: &Partition) -> String {
@@ -166,5 +163,53 @@ impl Drop for Disk {
             }
         }
         eprintln!("{}: serial logs kept in {}", self.name, keep.display());
+    }
+}
+
+/// A raw disk image used in place (the U-Boot rig's `disk.img`), with a
+/// scratch directory beside it: what the lab provisions on an aarch64 board.
+#[derive(Debug)]
+pub struct RawDisk {
+    pub image: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl crate::lab::FactoryDisk for RawDisk {
+    fn image(&self) -> &Path {
+        &self.image
+    }
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+    fn read_partition(&self, number: usize) -> PathBuf {
+        use std::io::{Read, Seek, SeekFrom};
+        let part = self.partition(number);
+        let mut disk = std::fs::File::open(&self.image).expect("open the raw disk");
+        disk.seek(SeekFrom::Start(part.offset)).expect("seek");
+        let out = self.dir.join(format!("part{number}.raw"));
+        let mut file = std::fs::File::create(&out).expect("create the partition file");
+        let copied = std::io::copy(&mut disk.take(part.size), &mut file).expect("copy out");
+        assert_eq!(copied, part.size, "partition {number} is cut short");
+        out
+    }
+    fn write_partition(&self, number: usize, raw: &Path) {
+        use std::io::{Seek, SeekFrom};
+        let part = self.partition(number);
+        let mut from = std::fs::File::open(raw).expect("open the partition file");
+        assert_eq!(
+            from.metadata().expect("metadata").len(),
+            part.size,
+            "{} is not the size of partition {number}",
+            raw.display()
+        );
+        let mut disk = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.image)
+            .expect("open the raw disk for writing");
+        disk.seek(SeekFrom::Start(part.offset)).expect("seek");
+        std::io::copy(&mut from, &mut disk).expect("copy in");
+    }
+    fn partition(&self, number: usize) -> Partition {
+        offline::partition(&self.image, number)
     }
 }

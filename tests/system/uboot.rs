@@ -21,6 +21,12 @@
 //! Each case takes a few TCG boots of a few seconds each; the first run also
 //! builds U-Boot and fetches the kernel (about two minutes, then cached in
 //! qemu/cache/uboot-arm64).
+//!
+//! Cases `f`, `g` and `h` boot the aarch64 development image instead, whose
+//! kernel reaches the flash as /dev/mtd0 (qemu/arm64.sh, mtd_modules), with
+//! the update lab: there the guest installs, arms, commits and falls back by
+//! itself (hearthd, the in-guest SWUpdate, hearth-trial-watch), and the host
+//! only reads the environment.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -34,7 +40,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use swupdate_rs::{Client, ClientConfig, UpdateState};
+use system_tests::RawDisk;
 use system_tests::board::Board;
+use system_tests::lab::{DEVICE_ID, Servers};
+use system_tests::releases::Vendor;
 
 /// The owner's password in the development image test.
 const PASSWORD: &str = "correct horse battery staple";
@@ -190,63 +199,14 @@ fn d_a_torn_write_of_the_newer_environment_copy_boots_from_the_older_one() {
     assert_eq!(get(&env, "ustate"), None, "{env:?}");
 }
 
-/// The whole aarch64 system behind U-Boot: the development image (Debian
-/// arm64, systemd, hearthd cross-built, the layer's units and configs) in
-/// both slots. hearthd's first boot works (setup code on the console, the
-/// device claimed over HTTPS); the owner's password is on /data, so after
-/// the plug is pulled and an update's trial boot of slot B, the owner still
-/// logs in and the setup code is spent; the trial is then committed through
-/// SWUpdate's U-Boot handling.
-///
-/// The commit runs on the host, as in the test above: Debian's arm64 cloud
-/// kernel has no driver for QEMU's flash (no MTD), so inside the guest
-/// `fw_printenv` cannot read the environment and hearth-trial-watch takes
-/// the boot for an ordinary one (docs/boot.md).
-#[test]
-fn e_the_arm64_image_boots_through_uboot_into_hearthds_first_boot_and_keeps_its_owner_across_a_slot_switch()
- {
-    let rig = Rig::new("image", Slots::DevImage);
-    let port = rig.port.expect("the image rig has a port");
-    let mut board = rig.boot("first");
-    board.wait_for("Saving Environment to Flash...");
-    board.wait_for("Hearth: booting slot A (partition 2)");
-    board.wait_for("root=/dev/nvme0n1p2");
-    let first_ready = board.wait_for("hearthd: HTTPS ready on");
-    let code = crate::owner::setup_code(&board.serial()).expect("a setup code on the console");
-    let body = serde_json::json!({ "setup_code": code, "password": PASSWORD, "password_confirm": PASSWORD })
-        .to_string();
-    let claimed = crate::board::call(port, "POST", "/api/setup", &[], Some(&body));
-    assert_eq!(claimed.status, 201, "{}", claimed.body);
-    board.power_off();
-
-    // An update's environment write: slot B, one trial boot.
-    rig.arm_slot_b();
-    let mut board = rig.boot("trial");
-    board.wait_for("Hearth: trial boot 1 of 1 of slot B");
-    board.wait_for("root=/dev/nvme0n1p3");
-    let trial_ready = board.wait_for("hearthd: HTTPS ready on");
-    let fingerprint = |line: &str| system_tests::console_fingerprint(line, "fingerprint ");
-    assert!(fingerprint(&first_ready).is_some(), "{first_ready}");
-    assert_eq!(
-        fingerprint(&first_ready),
-        fingerprint(&trial_ready),
-        "the device's certificate lives on /data and must survive the slot switch"
-    );
-    let login = serde_json::json!({ "password": PASSWORD }).to_string();
-    let logged_in = crate::board::call(port, "POST", "/api/login", &[], Some(&login));
+/// The owner logs in and reads `/api/update`.
+fn update_status(port: u16, login: &str) -> serde_json::Value {
+    let logged_in = crate::board::call(port, "POST", "/api/login", &[], Some(login));
     assert_eq!(
         logged_in.status, 200,
-        "the owner's password must survive the power cut and the slot switch: {}",
+        "the owner's password must work (and survive power cuts and slot switches): {}",
         logged_in.body
     );
-    let again = crate::board::call(port, "POST", "/api/setup", &[], Some(&body));
-    assert_eq!(
-        again.status, 409,
-        "a claimed device must refuse the spent setup code: {}",
-        again.body
-    );
-    // The update agent runs on B (it needs the CA bundle, the slot from the
-    // command line and SWUpdate's configuration from the image).
     let cookie = logged_in.session_cookie().expect("a session cookie");
     let update = crate::board::call(
         port,
@@ -256,29 +216,293 @@ fn e_the_arm64_image_boots_through_uboot_into_hearthds_first_boot_and_keeps_its_
         None,
     );
     assert_eq!(update.status, 200, "{}", update.body);
-    let update = update.json();
+    update.json()
+}
+
+/// The Pi's update path, whole, from inside the aarch64 guest: the update
+/// lab (broker, HTTPS server, a release built from the aarch64 image)
+/// announces 9.1.0; hearthd installs it through the in-guest SWUpdate into
+/// slot B, whose `bootenv` arms U-Boot's trial in the flash; the device
+/// reboots itself, U-Boot gives B its trial boot, hearthd's health check
+/// reaches the broker and commits. Then 9.2.0, which fails its health
+/// check, goes into slot A, and U-Boot falls back to B by itself. Nothing
+/// on the host writes the environment; it only reads it at the end.
+#[test]
+fn f_the_arm64_image_installs_a_release_itself_commits_it_and_falls_back_from_a_broken_one() {
+    let (rig, servers) = lab_rig("update");
+    let port = rig.port.expect("the image rig has a port");
+    let long = system_tests::boot_timeout() * 2;
+    let mut board = start_board(&rig, "first", Some(&servers.net_extra()));
+    // The release is built while the device boots.
+    let release = servers
+        .vendor
+        .release("9.1.0", system_tests::releases::Kind::Good, 1, false);
+    let first_ready = board.wait_for("hearthd: HTTPS ready on");
+    let code = claim(&board, port);
+    let (seen, first) = servers.wait_status(0, long, "from the device", |s| s["state"] == "idle");
+    assert_eq!(first["update"]["running_slot"], "A", "{first}");
+
+    let started = Instant::now();
+    servers.announce(&release);
+    let (seen, _) = servers.wait_status(seen, long, "installing", |s| s["state"] == "installing");
+    let (seen, notice) = servers.wait_status(seen, long, "rebooting (the owner's warning)", |s| {
+        s["state"] == "rebooting"
+    });
+    assert!(notice["update"]["until"].is_string(), "{notice}");
+    board.wait_for("Hearth: trial boot 1 of 1 of slot B");
+    board.wait_for("root=/dev/nvme0n1p3");
+    let (_, status) = servers.wait_status(seen, long, "committed 9.1.0", |s| {
+        s["version"] == "9.1.0"
+            && s["update"]["last_result"]["version"] == "9.1.0"
+            && s["update"]["last_result"]["outcome"] == "installed"
+    });
+    eprintln!(
+        "[uboot update] 0.1.0 -> 9.1.0 on aarch64 took {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(status["update"]["running_slot"], "B", "{status}");
+    // The owner's password, the certificate (both on /data) and the spent
+    // setup code came through the slot switch.
+    let trial_ready = board.wait_for("hearthd: HTTPS ready on");
+    let fingerprint = |line: &str| system_tests::console_fingerprint(line, "fingerprint ");
+    assert!(fingerprint(&first_ready).is_some(), "{first_ready}");
+    assert_eq!(fingerprint(&first_ready), fingerprint(&trial_ready));
+    let login = serde_json::json!({ "password": PASSWORD }).to_string();
+    let update = update_status(port, &login);
     assert_eq!(update["running_slot"], "B", "{update}");
-    assert_ne!(update["state"], "unavailable", "{update}");
+    assert_eq!(update["running_version"], "9.1.0", "{update}");
+    let body = serde_json::json!({ "setup_code": code, "password": PASSWORD, "password_confirm": PASSWORD })
+        .to_string();
+    let again = crate::board::call(port, "POST", "/api/setup", &[], Some(&body));
+    assert_eq!(again.status, 409, "the spent setup code: {}", again.body);
     assert!(
-        !board.serial().contains("SETUP CODE"),
+        !board
+            .serial_since("Hearth: trial boot 1 of 1 of slot B")
+            .contains("SETUP CODE"),
         "a claimed device must not show a setup code"
     );
+
+    // 9.2.0 fails its health check on the device: installed into A, its
+    // trial fails, hearthd restarts the board, U-Boot falls back to B by
+    // itself, and 9.2.0 is refused from then on, with the reason.
+    let broken = servers.vendor.release(
+        "9.2.0",
+        system_tests::releases::Kind::FailsHealthCheck,
+        1,
+        false,
+    );
+    servers.announce(&broken);
+    board.wait_for("Hearth: trial boot 1 of 1 of slot A");
+    board.wait_for("Hearth: slot A used 1 of 1 trial boot(s) without a commit; falling back");
+    board.wait_for("Hearth: booting slot B (partition 3), ustate=3");
+    let (_, status) = servers.wait_status(seen, long, "9.2.0 rolled back", |s| {
+        s["update"]["last_result"]["outcome"] == "rolled-back"
+    });
+    assert_eq!(status["update"]["running_slot"], "B", "{status}");
+    assert_eq!(status["version"], "9.1.0", "{status}");
+    assert_eq!(
+        status["update"]["refused_versions"],
+        serde_json::json!(["9.2.0"]),
+        "{status}"
+    );
+    assert!(
+        status["update"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("9.2.0")),
+        "{status}"
+    );
+    board.wait_for("hearthd: HTTPS ready on");
+    let update = update_status(port, &login);
+    assert_eq!(update["running_version"], "9.1.0", "{update}");
     board.power_off();
-    assert_eq!(get(&rig.env(), "bootcount"), Some("1"));
-    rig.commit_with_swupdate();
     let env = rig.env();
     assert_eq!(get(&env, "hearth_slot"), Some("B"), "{env:?}");
-    assert_eq!(get(&env, "ustate"), Some("0"), "{env:?}");
-
-    // Committed: B boots again, not on trial.
-    let mut board = rig.boot("committed");
-    board.wait_for("Hearth: booting slot B (partition 3), ustate=0 bootcount=1/1");
-    board.wait_for("hearthd: HTTPS ready on");
-    board.power_off();
-    assert!(
-        !board.serial().contains("trial boot"),
-        "a committed slot must not count"
+    assert_eq!(
+        get(&env, "ustate"),
+        Some("0"),
+        "after the fallback hearthd sets SWUpdate's state back to OK: {env:?}"
     );
+}
+
+/// Power cuts (QEMU killed) at seeded points of aarch64 updates: as the
+/// download begins, while installing, around the reboot, and during the
+/// trial boot and its commit. After each the board comes back on a working
+/// slot, with the owner's password; without more cuts the last update
+/// finishes or is cleanly refused. `HEARTH_POWER_CUT_SEED` repeats a run,
+/// `HEARTH_ARM64_POWER_CUTS` sets the number of cuts (3).
+#[test]
+fn g_power_cuts_during_arm64_updates_never_lose_the_device_or_the_owners_password() {
+    // Three cuts: three different phases of the four.
+    let (seed, phases, mut rng) = crate::update::power_cut_plan("HEARTH_ARM64_POWER_CUTS", 3);
+    let cuts = phases.len();
+    let (rig, servers) = lab_rig("power");
+    let port = rig.port.expect("the image rig has a port");
+    let long = system_tests::boot_timeout() * 2;
+    let good = system_tests::releases::Kind::Good;
+    let mut board = start_board(&rig, "boot0", Some(&servers.net_extra()));
+    let mut minor = 1;
+    let mut target = format!("9.{minor}.0");
+    let release = servers.vendor.release(&target, good, 1, false);
+    board.wait_for("hearthd: HTTPS ready on");
+    let _ = claim(&board, port);
+    let login = serde_json::json!({ "password": PASSWORD }).to_string();
+    servers.announce(&release);
+    let mut seen = 0;
+    let mut outcomes = Vec::new();
+    for (cut, phase) in (1..=cuts).zip(phases) {
+        let (name, delay) = match phase {
+            0 => {
+                servers.wait_status(seen, long, "installing", |s| s["state"] == "installing");
+                ("as the download begins", rng.below(3))
+            }
+            1 => {
+                servers.wait_status(seen, long, "installing", |s| s["state"] == "installing");
+                ("while downloading and installing", 3 + rng.below(20))
+            }
+            2 => {
+                servers.wait_status(seen, long, "rebooting", |s| s["state"] == "rebooting");
+                ("around the reboot", rng.below(25))
+            }
+            _ => {
+                board.wait_for("Hearth: trial boot 1 of 1");
+                ("during the trial boot and the commit", rng.below(40))
+            }
+        };
+        std::thread::sleep(Duration::from_secs(delay));
+        eprintln!("[uboot power] cut {cut}/{cuts}: {name}, {delay} s in (target {target})");
+        board.kill();
+
+        // Back on a working slot with the owner's password.
+        seen = servers.status.count();
+        board = start_board(&rig, &format!("boot{cut}"), Some(&servers.net_extra()));
+        board.wait_for("hearthd: HTTPS ready on");
+        let update = crate::update::once_started(|| update_status(port, &login));
+        if let Some(outcome) = crate::update::cut_outcome(cut, &update, &target) {
+            outcomes.push(outcome);
+            minor += 1;
+            target = format!("9.{minor}.0");
+            servers.announce(&servers.vendor.release(&target, good, 1, false));
+        }
+    }
+    // Without more cuts the last update finishes, or has been cleanly refused.
+    let (_, last) = servers.wait_status(seen, long * 2, "settled", |s| {
+        (s["version"] == target.as_str()
+            && s["update"]["last_result"]["outcome"] == "installed"
+            && s["update"]["last_result"]["version"] == target.as_str())
+            || s["update"]["refused_versions"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|x| x == target.as_str()))
+    });
+    eprintln!(
+        "[uboot power] seed {seed}, updates finished or abandoned: {outcomes:?}, last: {}",
+        last["update"]["last_result"]
+    );
+    // hearthd published the settled status, so it serves HTTPS (the ready
+    // line may have been read already, when the last cut ended in a
+    // fallback and no reboot followed).
+    let update = update_status(port, &login);
+    if update["running_version"] == target.as_str() {
+        assert_eq!(update["state"], "idle", "{update}");
+    } else {
+        // Refused after its trial boots were cut: the device says so and
+        // runs the slot it fell back to.
+        assert_eq!(update["state"], "failed", "{update}");
+        assert!(
+            update["refused_versions"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|x| x == target.as_str())),
+            "{update}"
+        );
+        assert!(
+            update["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains(&target)),
+            "{update}"
+        );
+    }
+    board.power_off();
+}
+
+/// hearth-trial-watch on aarch64: a release on which nothing commits (its
+/// hearthd never starts) is installed; on its trial boot the watch reads
+/// `ustate=1` from the flash and, when its deadline passes, reboots, and
+/// U-Boot falls back by itself. The old slot's hearthd reports it.
+#[test]
+fn h_the_trial_watch_reboots_an_arm64_trial_that_nobody_commits_and_uboot_falls_back() {
+    let (rig, servers) = lab_rig("watch");
+    let port = rig.port.expect("the image rig has a port");
+    let long = system_tests::boot_timeout() * 2;
+    let mut board = start_board(&rig, "first", Some(&servers.net_extra()));
+    let release = servers.vendor.release(
+        "9.1.0",
+        system_tests::releases::Kind::NeverCommits,
+        1,
+        false,
+    );
+    board.wait_for("hearthd: HTTPS ready on");
+    let _ = claim(&board, port);
+    let (seen, _) = servers.wait_status(0, long, "from the device", |s| s["state"] == "idle");
+    servers.announce(&release);
+    servers.wait_status(seen, long, "rebooting", |s| s["state"] == "rebooting");
+    board.wait_for("Hearth: trial boot 1 of 1 of slot B");
+    let secs = system_tests::releases::TRIAL_WATCH_TEST_SECS;
+    board.wait_for(&format!(
+        "trial-watch: this is a trial boot of a new slot; hearthd has {secs} s to commit it"
+    ));
+    board.wait_for(&format!(
+        "trial-watch: the new slot was not committed within {secs} s; rebooting so the bootloader falls back"
+    ));
+    board.wait_for("Hearth: slot B used 1 of 1 trial boot(s) without a commit; falling back");
+    board.wait_for("Hearth: booting slot A (partition 2), ustate=3");
+    let trial = board.serial_since("Hearth: trial boot 1 of 1 of slot B");
+    let trial = &trial[..trial.find("falling back").unwrap_or(trial.len())];
+    assert!(
+        !trial.contains("hearthd: HTTPS ready"),
+        "hearthd must not have run on the release that never commits"
+    );
+    let (_, status) = servers.wait_status(seen, long, "9.1.0 rolled back", |s| {
+        s["update"]["last_result"]["outcome"] == "rolled-back"
+    });
+    assert_eq!(status["update"]["running_slot"], "A", "{status}");
+    assert_eq!(status["version"], "0.1.0", "{status}");
+    // No health verdict came from 9.1.0, as after a power cut in its first
+    // start: it is tried once more (and refused if that fails too).
+    assert!(
+        status["update"]["last_result"]["detail"]
+            .as_str()
+            .is_some_and(|e| e.contains("9.1.0 did not finish starting")),
+        "{status}"
+    );
+    board.power_off();
+}
+
+/// A U-Boot rig with the aarch64 image, and the update lab's servers with a
+/// vendor whose releases are made from that image; the device provisioned
+/// with its fleet identity.
+fn lab_rig(name: &str) -> (Rig, Servers) {
+    let rig = Rig::new(name, Slots::DevImage);
+    let servers = Servers::start(&[DEVICE_ID], None, Vendor::from_rootfs(arm64_rootfs()));
+    let scratch = rig.path("factory-scratch");
+    fs::create_dir_all(&scratch).expect("scratch dir");
+    servers.provision(
+        &RawDisk {
+            image: rig.path("disk.img"),
+            dir: scratch,
+        },
+        None,
+        "",
+    );
+    (rig, servers)
+}
+
+/// Claims the device with the setup code on its console; returns the code.
+fn claim(board: &Board, port: u16) -> String {
+    let code = crate::owner::setup_code(&board.serial()).expect("a setup code on the console");
+    let body = serde_json::json!({ "setup_code": code, "password": PASSWORD, "password_confirm": PASSWORD })
+        .to_string();
+    let claimed = crate::board::call(port, "POST", "/api/setup", &[], Some(&body));
+    assert_eq!(claimed.status, 201, "{}", claimed.body);
+    code
 }
 
 #[derive(Clone, Copy)]
@@ -343,7 +567,7 @@ impl Rig {
     }
 
     fn boot(&self, label: &str) -> Board {
-        start_board(self, label)
+        start_board(self, label, None)
     }
 
     /// A first boot on the factory-new flash: U-Boot saves its environment
@@ -482,7 +706,7 @@ fn script() -> PathBuf {
 }
 
 /// Boots the rig's disk through U-Boot as `label`.
-fn start_board(rig: &Rig, label: &str) -> Board {
+fn start_board(rig: &Rig, label: &str, net_extra: Option<&str>) -> Board {
     let mut command = Command::new(script());
     command
         .arg("boot")
@@ -492,6 +716,9 @@ fn start_board(rig: &Rig, label: &str) -> Board {
         .arg("--exit-with-parent");
     if let Some(port) = rig.port {
         command.arg("--port").arg(port.to_string());
+    }
+    if let Some(rules) = net_extra {
+        command.arg("--net-extra").arg(rules);
     }
     Board::launch(
         command,
