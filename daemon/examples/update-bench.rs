@@ -12,6 +12,19 @@
 //! `--uplink-mbit N` also runs the HTTPS comparison with the server paced
 //! to about N Mbit/s (a home uplink), where every byte fetched counts.
 //!
+//! `--delta OLD NEW` instead measures a delta release (docs/updates.md,
+//! "Delta updates"): NEW (a root file system image) released with
+//! `build --delta`, installed by hearthd on a device whose slot A holds OLD,
+//! once from the full `.swu` and once as a delta (slot A scanned, the pack's
+//! segments it lacks read from the pack file); it prints the full release's
+//! size, the bytes the delta fetched, and both installs' time and peak RSS.
+//!
+//! ```sh
+//! qemu/build-image && qemu/build-image --variant audit   # two builds
+//! cargo run --release -p hearthd --example update-bench -- \
+//!     --delta qemu/out/rootfs.ext4 qemu/out/audit/rootfs.ext4
+//! ```
+//!
 //! The installing side runs in a child process of its own (this program
 //! re-executed with `child`), so its VmHWM is that of an installation
 //! only, not of building the release. Targets (issue 5): ≤ 1.05× the time
@@ -44,16 +57,26 @@ fn main() {
     let mut mib = 224usize;
     let mut rounds = 2usize;
     let mut uplink_mbit = None;
+    let mut delta_images = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--mib" => mib = it.next().unwrap().parse().unwrap(),
             "--rounds" => rounds = it.next().unwrap().parse().unwrap(),
             "--uplink-mbit" => uplink_mbit = Some(it.next().unwrap().parse().unwrap()),
-            other => panic!("unknown option {other}; use --mib N --rounds N --uplink-mbit N"),
+            "--delta" => {
+                let old = PathBuf::from(it.next().unwrap());
+                delta_images = Some((old, PathBuf::from(it.next().unwrap())));
+            }
+            other => panic!(
+                "unknown option {other}; use --mib N --rounds N --uplink-mbit N, or --delta OLD NEW"
+            ),
         }
     }
-    parent(mib, rounds, uplink_mbit);
+    match delta_images {
+        Some((old, new)) => delta(&old, &new, rounds),
+        None => parent(mib, rounds, uplink_mbit),
+    }
 }
 
 /// A rootfs-like image: pseudo-random bytes of limited entropy with runs
@@ -90,6 +113,88 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The vendor's keys in `w`: a root, a signing key it certifies, the key ring.
+fn vendor_keys(w: &Path) {
+    let p = |n: &str| w.join(n);
+    release(&["keygen", "--role", "root", "--out", s(&p("root"))]);
+    release(&["keygen", "--role", "signing", "--out", s(&p("signer"))]);
+    release(&[
+        "certify",
+        "--root",
+        s(&p("root")),
+        "--key",
+        s(&p("signer")),
+        "--keyring",
+        s(&p("keyring.json")),
+    ]);
+}
+
+/// `build` of `rootfs` as 1.1.0 into `w/out`, for slots `slots/a` and
+/// `slots/b`, `extra` options appended.
+fn build(w: &Path, rootfs: &Path, slots: &Path, out: &str, extra: &[&str]) {
+    let (signer, a, b, out) = (
+        w.join("signer"),
+        slots.join("a"),
+        slots.join("b"),
+        w.join(out),
+    );
+    let mut args = vec![
+        "build",
+        "--rootfs",
+        s(rootfs),
+        "--version",
+        "1.1.0",
+        "--model",
+        MODEL,
+        "--hw-revision",
+        REV,
+        "--signer",
+        s(&signer),
+        "--slot-a",
+        s(&a),
+        "--slot-b",
+        s(&b),
+        "--out",
+        s(&out),
+    ];
+    args.extend(extra);
+    release(&args);
+}
+
+/// `manifest` for `w/release.swu` served under `base` into `w/out`,
+/// `extra` appended.
+fn sign(w: &Path, base: &str, out: &str, extra: &[&str]) {
+    let p = |n: &str| w.join(n);
+    let (swu, signer, keyring, root, out) = (
+        p("release.swu"),
+        p("signer"),
+        p("keyring.json"),
+        p("root"),
+        p(out),
+    );
+    let mut args = vec![
+        "manifest",
+        "--artifact",
+        s(&swu),
+        "--key",
+        s(&signer),
+        "--keyring",
+        s(&keyring),
+        "--root",
+        s(&root),
+        "--base-url",
+        base,
+        "--security-version",
+        "1",
+        "--release-notes",
+        "https://example.com/notes",
+        "--out",
+        s(&out),
+    ];
+    args.extend(extra);
+    release(&args);
+}
+
 fn parent(mib: usize, rounds: usize, uplink_mbit: Option<u64>) {
     // Not under /tmp: swupdate's mount namespace hides the host's /tmp.
     let base = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/tmp"));
@@ -107,17 +212,7 @@ fn parent(mib: usize, rounds: usize, uplink_mbit: Option<u64>) {
     );
 
     // The vendor side, with the release tool as a library.
-    release(&["keygen", "--role", "root", "--out", s(&p("root"))]);
-    release(&["keygen", "--role", "signing", "--out", s(&p("signer"))]);
-    release(&[
-        "certify",
-        "--root",
-        s(&p("root")),
-        "--key",
-        s(&p("signer")),
-        "--keyring",
-        s(&p("keyring.json")),
-    ]);
+    vendor_keys(w);
     let img = image(size);
     fs::write(p("rootfs.ext4"), &img).unwrap();
     // Both set-ups get their slots under the same directory names, so one
@@ -126,71 +221,22 @@ fn parent(mib: usize, rounds: usize, uplink_mbit: Option<u64>) {
     let slots = p("slots");
     fs::create_dir_all(&slots).unwrap();
     let t = Instant::now();
-    release(&[
-        "build",
-        "--rootfs",
-        s(&p("rootfs.ext4")),
-        "--version",
-        "1.1.0",
-        "--model",
-        MODEL,
-        "--hw-revision",
-        REV,
-        "--signer",
-        s(&p("signer")),
-        "--slot-a",
-        s(&slots.join("a")),
-        "--slot-b",
-        s(&slots.join("b")),
-        "--out",
-        s(&p("release.swu")),
-    ]);
+    build(w, &p("rootfs.ext4"), &slots, "release.swu", &[]);
     println!(
         "update-bench: .swu built in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    release(&[
-        "manifest",
-        "--artifact",
-        s(&p("release.swu")),
-        "--key",
-        s(&p("signer")),
-        "--keyring",
-        s(&p("keyring.json")),
-        "--root",
-        s(&p("root")),
-        "--base-url",
+    sign(
+        w,
         "https://updates.example.com/hearth",
-        "--security-version",
-        "1",
-        "--release-notes",
-        "https://example.com/notes",
-        "--out",
-        s(&p("manifest.json")),
-    ]);
+        "manifest.json",
+        &[],
+    );
     fs::remove_file(p("rootfs.ext4")).unwrap();
     // A 64 KiB release with the same slots: what `swupdate -i` costs
     // besides the data (start-up, certificate, exit).
     fs::write(p("tiny.ext4"), image(64 << 10)).unwrap();
-    release(&[
-        "build",
-        "--rootfs",
-        s(&p("tiny.ext4")),
-        "--version",
-        "1.1.0",
-        "--model",
-        MODEL,
-        "--hw-revision",
-        REV,
-        "--signer",
-        s(&p("signer")),
-        "--slot-a",
-        s(&slots.join("a")),
-        "--slot-b",
-        s(&slots.join("b")),
-        "--out",
-        s(&p("tiny.swu")),
-    ]);
+    build(w, &p("tiny.ext4"), &slots, "tiny.swu", &[]);
     let swu_len = fs::metadata(p("release.swu")).unwrap().len();
     println!(
         "update-bench: .swu {:.1} MiB (image {mib} MiB, zstd)",
@@ -356,25 +402,7 @@ fn over_https(
         server.pace(mbit * 1_000_000 / 8);
     }
     let base = format!("https://127.0.0.1:{}/hearth", server.port);
-    release(&[
-        "manifest",
-        "--artifact",
-        s(&p("release.swu")),
-        "--key",
-        s(&p("signer")),
-        "--keyring",
-        s(&p("keyring.json")),
-        "--root",
-        s(&p("root")),
-        "--base-url",
-        &base,
-        "--security-version",
-        "1",
-        "--release-notes",
-        "https://example.com/notes",
-        "--out",
-        s(&p("manifest-https.json")),
-    ]);
+    sign(w, &base, "manifest-https.json", &[]);
     release(&[
         "publish",
         "--manifest",
@@ -460,12 +488,173 @@ fn over_https(
 
 /// Runs this program as `child MODE SOCKET_DIR ARGS...` against daemon `d`
 /// and returns its install time (s) and peak RSS (MiB).
+/// The delta benchmark: see the module documentation.
+fn delta(old: &Path, new: &Path, rounds: usize) {
+    let base = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/tmp"));
+    fs::create_dir_all(&base).unwrap();
+    let work = tempfile::Builder::new()
+        .prefix("hearth-delta-bench-")
+        .tempdir_in(&base)
+        .unwrap();
+    let w = work.path();
+    let p = |n: &str| w.join(n);
+    let (old_img, new_img) = (fs::read(old).unwrap(), fs::read(new).unwrap());
+    let size = old_img.len().max(new_img.len());
+    vendor_keys(w);
+    let slots = p("slots");
+    fs::create_dir_all(&slots).unwrap();
+    let t = Instant::now();
+    build(w, new, &slots, "release.swu", &["--delta"]);
+    let built = t.elapsed().as_secs_f64();
+    sign(
+        w,
+        "https://updates.example.com/hearth",
+        "manifest.json",
+        &["--delta"],
+    );
+    let len = |n: &str| fs::metadata(p(n)).unwrap().len();
+    let (full, index, pack) = (
+        len("release.swu"),
+        len("release.swu.delta"),
+        len("release.swu.pack"),
+    );
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    println!(
+        "update-bench --delta: {} -> {} ({:.0} MiB image); full .swu {:.1} MiB, delta index {:.2} MiB, \
+         pack {:.1} MiB; built in {built:.1} s",
+        old.display(),
+        new.display(),
+        mib(new_img.len() as u64),
+        mib(full),
+        mib(index),
+        mib(pack)
+    );
+    let mut figures: Vec<(&str, Vec<Run>)> = vec![("full", Vec::new()), ("delta", Vec::new())];
+    for _ in 0..rounds {
+        for (mode, runs) in &mut figures {
+            let d = swupdate_testkit::Daemon::builder(p("root.cert.pem"))
+                .hardware(MODEL, REV)
+                .slot_size(size)
+                .temp_dir(w)
+                .install_timeout(Duration::from_secs(1800))
+                .prefix("bench-delta-")
+                .start();
+            for (name, target) in [("a", &d.slot_a), ("b", &d.slot_b)] {
+                let link = slots.join(name);
+                let _ = fs::remove_file(&link);
+                std::os::unix::fs::symlink(target, &link).unwrap();
+            }
+            // Slot A runs the old release.
+            let mut slot_a = old_img.clone();
+            slot_a.resize(size, 0);
+            fs::write(&d.slot_a, &slot_a).unwrap();
+            let child_mode = if *mode == "full" { "hearthd" } else { "delta" };
+            let out = child_output(
+                child_mode,
+                &d,
+                &[p("manifest.json"), p("release.swu"), p("root.cert.pem")],
+            );
+            let slot_b = fs::read(&d.slot_b).unwrap();
+            assert!(
+                slot_b[..new_img.len()] == new_img[..],
+                "{mode}: slot B does not hold the new image"
+            );
+            let fetched = if *mode == "full" {
+                full + index_of_len(&p("release.swu"))
+            } else {
+                out.2
+            };
+            runs.push((out.0, out.1, fetched));
+        }
+    }
+    println!("update-bench --delta: best of {rounds}:");
+    for (mode, runs) in &figures {
+        let time = runs.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
+        let peak = runs.iter().map(|r| r.1).fold(0.0, f64::max);
+        let fetched = runs.first().map_or(0, |r| r.2);
+        println!(
+            "  {mode:5} install: {time:6.2} s, peak RSS {peak:5.1} MiB, fetched {:8.2} MiB ({:5.1} % of the full .swu)",
+            mib(fetched),
+            fetched as f64 * 100.0 / full as f64
+        );
+    }
+    zchunk_figure(old, new, w, full);
+}
+
+/// What SWUpdate's own delta handler would fetch for the same two images:
+/// zchunk's `zck_delta_size` over `zck -u` files of both (the chunking and
+/// matching the handler uses, with the source made from the running slot).
+/// Computed by zchunk's tools, not measured through SWUpdate.
+fn zchunk_figure(old: &Path, new: &Path, w: &Path, full: u64) {
+    let zck = |image: &Path, out: &Path| {
+        Command::new("zck")
+            .args(["-u", "-h", "sha256", "-o", s(out), s(image)])
+            .status()
+            .is_ok_and(|st| st.success())
+    };
+    let (old_zck, new_zck) = (w.join("old.zck"), w.join("new.zck"));
+    if !(zck(old, &old_zck) && zck(new, &new_zck)) {
+        println!(
+            "  SWUpdate's delta handler (zchunk): not computed (install Debian's zchunk for zck)"
+        );
+        return;
+    }
+    let out = Command::new("zck_delta_size")
+        .args([s(&old_zck), s(&new_zck)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let bytes: u64 = text
+        .split_whitespace()
+        .skip_while(|w| *w != "download")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    println!(
+        "  SWUpdate's delta handler (zchunk, by zck_delta_size, not run through SWUpdate): \
+         would fetch {:.2} MiB ({:.1} % of the full .swu); {}",
+        bytes as f64 / f64::from(1 << 20),
+        bytes as f64 * 100.0 / full as f64,
+        text.lines().last().unwrap_or_default().trim()
+    );
+}
+
+/// One install's time (s), peak RSS (MiB) and bytes fetched.
+type Run = (f64, f64, u64);
+
+/// The length of the chunk index a full install fetches beside the `.swu`.
+fn index_of_len(swu: &Path) -> u64 {
+    update_manifest::ChunkIndex::of(
+        fs::File::open(swu).unwrap(),
+        update_manifest::DEFAULT_CHUNK_LEN,
+    )
+    .unwrap()
+    .to_bytes()
+    .len() as u64
+}
+
+/// A child's time, peak RSS and pack bytes fetched (`fetched=`, delta only).
+fn child_output(mode: &str, d: &swupdate_testkit::Daemon, args: &[PathBuf]) -> (f64, f64, u64) {
+    let (seconds, peak, stdout) = run_child(mode, d, args);
+    let fetched = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("fetched="))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    (seconds, peak, fetched)
+}
+
 fn install_in_child(mode: &str, d: &swupdate_testkit::Daemon, args: &[PathBuf]) -> (f64, f64) {
+    let (seconds, peak, _) = run_child(mode, d, args);
+    (seconds, peak)
+}
+
+fn run_child(mode: &str, d: &swupdate_testkit::Daemon, args: &[PathBuf]) -> (f64, f64, String) {
     let out = Command::new(std::env::current_exe().unwrap())
         .arg("child")
         .arg(mode)
         .arg(d.root().join("tmp"))
         .args(args)
+        .env("HEARTH_BENCH_RUNNING_SLOT", &d.slot_a)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -484,7 +673,7 @@ fn install_in_child(mode: &str, d: &swupdate_testkit::Daemon, args: &[PathBuf]) 
             .parse()
             .unwrap()
     };
-    (field("seconds="), field("vmhwm_kib=") / 1024.0)
+    (field("seconds="), field("vmhwm_kib=") / 1024.0, stdout)
 }
 
 fn check_slot(slot: &Path, img: &[u8], who: &str) {
@@ -526,12 +715,16 @@ fn child(args: &[String]) {
     let started = Instant::now();
     let selection = Selection::inactive(Slot::A);
     let install =
-        |open: &mut dyn FnMut(update::Part) -> std::io::Result<Box<dyn std::io::Read>>| {
+        |open: &mut dyn FnMut(update::Part) -> std::io::Result<Box<dyn std::io::Read + Send>>| {
+            let device = update::Device {
+                root: &root,
+                facts: &facts,
+                running_slot: None,
+            };
             update::install(
                 &manifest,
                 open,
-                &root,
-                &facts,
+                &device,
                 Timestamp::now(),
                 &client,
                 &selection,
@@ -539,7 +732,48 @@ fn child(args: &[String]) {
             .map(drop)
             .map_err(|e| e.to_string())
         };
+    let fetched = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let done = match mode.as_str() {
+        "delta" => {
+            // The device's running slot (slot A, holding the old release)
+            // and the delta release's files beside the .swu, read as a
+            // server would serve them: the index whole, the pack in ranges.
+            let slot = std::env::var_os("HEARTH_BENCH_RUNNING_SLOT").map(PathBuf::from);
+            let slot = slot.expect("HEARTH_BENCH_RUNNING_SLOT");
+            let (index, pack) = update_manifest::delta::files_beside(Path::new(swu));
+            let counter = fetched.clone();
+            let device = update::Device {
+                root: &root,
+                facts: &facts,
+                running_slot: Some(&slot),
+            };
+            let mut open = |part| -> std::io::Result<Box<dyn std::io::Read + Send>> {
+                use std::io::{Read, Seek};
+                let (file, offset, len) = match part {
+                    update::Part::DeltaIndex => (&index, 0, fs::metadata(&index)?.len()),
+                    update::Part::Pack { offset, len } => (&pack, offset, len),
+                    update::Part::Index | update::Part::Artifact => {
+                        return Err(std::io::Error::other(
+                            "a delta install asked for the full release",
+                        ));
+                    }
+                };
+                counter.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+                let mut f = fs::File::open(file)?;
+                f.seek(std::io::SeekFrom::Start(offset))?;
+                Ok(Box::new(f.take(len)))
+            };
+            update::install(
+                &manifest,
+                &mut open,
+                &device,
+                Timestamp::now(),
+                &client,
+                &selection,
+            )
+            .map(drop)
+            .map_err(|e| e.to_string())
+        }
         "https" => {
             // hearthd's download: each read streams from a tokio task into
             // a channel, and the install reads it (as the agent does).
@@ -570,6 +804,9 @@ fn child(args: &[String]) {
                 let (urls, size) = match part {
                     update::Part::Index => (artifact.index.urls.clone(), artifact.index.size),
                     update::Part::Artifact => (artifact.urls.clone(), artifact.size),
+                    update::Part::DeltaIndex | update::Part::Pack { .. } => {
+                        return Err(std::io::Error::other("no delta release here"));
+                    }
                 };
                 let (sink, reader) = update::download::ChannelReader::pair();
                 let fetcher = fetcher.clone();
@@ -594,6 +831,9 @@ fn child(args: &[String]) {
         _ => install(&mut |part| match part {
             update::Part::Index => Ok(Box::new(std::io::Cursor::new(index.clone()))),
             update::Part::Artifact => Ok(Box::new(fs::File::open(swu)?)),
+            update::Part::DeltaIndex | update::Part::Pack { .. } => {
+                Err(std::io::Error::other("no delta release here"))
+            }
         }),
     };
     let elapsed = started.elapsed();
@@ -611,4 +851,8 @@ fn child(args: &[String]) {
         .to_owned();
     println!("seconds={}", elapsed.as_secs_f64());
     println!("vmhwm_kib={hwm}");
+    println!(
+        "fetched={}",
+        fetched.load(std::sync::atomic::Ordering::Relaxed)
+    );
 }

@@ -189,7 +189,7 @@ fn state_changes_need_the_session_csrf_token_and_the_password_survives_a_restart
     );
     assert_eq!(login.status, 200, "{}", login.body);
     // Both attempts are logged with address and time, never the password.
-    let log = daemon.stderr();
+    let log = daemon.stderr_with("event=login_succeeded client=127.0.0.1 at_unix=");
     assert!(
         log.contains("event=login_failed client=127.0.0.1 at_unix="),
         "{log}"
@@ -274,7 +274,7 @@ fn an_invalid_vendor_file_stops_the_daemon_with_a_sentence() {
     std::fs::write(&path, broken).expect("write");
     let mut daemon = Daemon::with_override(&format!("vendor_file = \"{}\"\n", path.display()));
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(78));
-    let stderr = daemon.stderr();
+    let stderr = daemon.stderr_with("vendor.toml");
     assert!(stderr.contains("vendor.toml"), "{stderr}");
     assert!(stderr.contains("https"), "{stderr}");
 }

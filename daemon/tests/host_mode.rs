@@ -54,7 +54,7 @@ fn a_bad_config_value_stops_start_up_with_a_sentence_naming_file_and_key() {
     let mut daemon = Daemon::with_override("[web]\nlisten = [\"127.0.0.1:99999\"]\n");
     let code = daemon.wait_exit(Duration::from_secs(20));
     assert_eq!(code, Some(78));
-    let stderr = daemon.stderr();
+    let stderr = daemon.stderr_with("invalid socket address");
     assert!(
         stderr.contains("override.toml: key `web.listen[0]`"),
         "{stderr}"
@@ -71,7 +71,7 @@ fn a_corrupt_state_file_stops_start_up_and_is_kept_for_inspection() {
     fs::write(&marker, "garbage\n").expect("damage the store");
     daemon.restart();
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(1));
-    let stderr = daemon.stderr();
+    let stderr = daemon.stderr_with("factory-reset");
     assert!(stderr.contains("is damaged"), "{stderr}");
     assert!(stderr.contains("factory-reset"), "{stderr}");
     assert_eq!(

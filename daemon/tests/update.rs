@@ -77,21 +77,25 @@ fn index_of(swu: &Path) -> Vec<u8> {
 /// What an update server serves: `index`, then `artifact` (once).
 fn serving(
     index: Vec<u8>,
-    artifact: impl Read + 'static,
-) -> impl FnMut(Part) -> std::io::Result<Box<dyn Read>> {
-    let mut artifact = Some(Box::new(artifact) as Box<dyn Read>);
+    artifact: impl Read + Send + 'static,
+) -> impl FnMut(Part) -> std::io::Result<Box<dyn Read + Send>> {
+    let mut artifact = Some(Box::new(artifact) as Box<dyn Read + Send>);
     move |part| match part {
-        Part::Index => Ok(Box::new(std::io::Cursor::new(index.clone())) as Box<dyn Read>),
+        Part::Index => Ok(Box::new(std::io::Cursor::new(index.clone())) as Box<dyn Read + Send>),
         Part::Artifact => Ok(artifact.take().expect("one artifact download")),
+        Part::DeltaIndex | Part::Pack { .. } => panic!("a release without a delta"),
     }
 }
 
 /// Serves `index` (read once) and an artifact that must never be read.
-fn serving_once(index: impl Read + 'static) -> impl FnMut(Part) -> std::io::Result<Box<dyn Read>> {
-    let mut index = Some(Box::new(index) as Box<dyn Read>);
+fn serving_once(
+    index: impl Read + Send + 'static,
+) -> impl FnMut(Part) -> std::io::Result<Box<dyn Read + Send>> {
+    let mut index = Some(Box::new(index) as Box<dyn Read + Send>);
     move |part| match part {
         Part::Index => Ok(index.take().expect("one index download")),
-        Part::Artifact => Ok(Box::new(MustNotRead) as Box<dyn Read>),
+        Part::Artifact => Ok(Box::new(MustNotRead) as Box<dyn Read + Send>),
+        Part::DeltaIndex | Part::Pack { .. } => panic!("a release without a delta"),
     }
 }
 
@@ -101,7 +105,7 @@ fn install(
     v: &Vendor,
     manifest: &[u8],
     swu: &Path,
-    artifact: impl Read + 'static,
+    artifact: impl Read + Send + 'static,
     facts: &DeviceFacts,
     now: Timestamp,
 ) -> Result<Installed, UpdateError> {
@@ -109,7 +113,7 @@ fn install(
 }
 
 /// Installs with `open` serving each of hearthd's downloads.
-fn install_reads<R: Read>(
+fn install_reads<R: Read + Send + 'static>(
     d: &Daemon,
     v: &Vendor,
     manifest: &[u8],
@@ -117,15 +121,12 @@ fn install_reads<R: Read>(
     facts: &DeviceFacts,
     now: Timestamp,
 ) -> Result<Installed, UpdateError> {
-    update::install(
-        manifest,
-        open,
-        &v.trusted_root(),
+    let device = update::Device {
+        root: &v.trusted_root(),
         facts,
-        now,
-        &d.client,
-        &selection(d),
-    )
+        running_slot: None,
+    };
+    update::install(manifest, open, &device, now, &d.client, &selection(d))
 }
 
 /// An artifact that must never be read (manifest-level refusals).
@@ -749,11 +750,15 @@ fn swupdate_itself_refuses_a_release_older_than_the_running_one() {
         let swu = v.build(&d, running, "1.1.0", &["signer"], &image(12));
         let manifest = manifest_json(&v, &swu, "signer", &[]);
         let (reader, _) = counted(fs::read(&swu).unwrap());
+        let device = update::Device {
+            root: &v.trusted_root(),
+            facts: &facts(),
+            running_slot: None,
+        };
         let result = update::install(
             &manifest,
             serving(index_of(&swu), reader),
-            &v.trusted_root(),
-            &facts(),
+            &device,
             Timestamp::now(),
             &client,
             &selection(&d),
@@ -772,4 +777,197 @@ fn swupdate_itself_refuses_a_release_older_than_the_running_one() {
     // Control: the same release on a device running 1.0.0.
     let (result, _d) = install_1_1_0("1.0.0");
     result.expect("installs above the floor");
+}
+
+/// A delta release of `new` (built with `--delta`) for a device whose
+/// slot A holds `old`: the manifest, the delta index and the pack.
+fn delta_release(v: &Vendor, d: &Daemon, old: &[u8], new: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    use std::os::unix::fs::FileExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&d.slot_a)
+        .unwrap()
+        .write_all_at(old, 0)
+        .unwrap();
+    let swu = v.build_with(d, "delta", "1.1.0", &["signer"], new, &["--delta"]);
+    let manifest = manifest_json(v, &swu, "signer", &["--delta"]);
+    let (index, pack) = update_manifest::delta::files_beside(&swu);
+    (manifest, fs::read(index).unwrap(), fs::read(pack).unwrap())
+}
+
+/// What the update server of a delta release serves: its index and parts
+/// of its pack (each request logged). The whole artifact must not be asked
+/// for.
+fn serving_delta(
+    index: Vec<u8>,
+    pack: Vec<u8>,
+    log: Arc<std::sync::Mutex<Vec<(u64, u64)>>>,
+) -> impl FnMut(Part) -> std::io::Result<Box<dyn Read + Send>> {
+    move |part| match part {
+        Part::DeltaIndex => {
+            Ok(Box::new(std::io::Cursor::new(index.clone())) as Box<dyn Read + Send>)
+        }
+        Part::Pack { offset, len } => {
+            log.lock().unwrap().push((offset, len));
+            let end = usize::try_from(offset + len).unwrap().min(pack.len());
+            Ok(Box::new(std::io::Cursor::new(
+                pack[offset as usize..end].to_vec(),
+            )))
+        }
+        Part::Index | Part::Artifact => panic!("a delta install downloaded the whole release"),
+    }
+}
+
+fn install_delta(
+    d: &Daemon,
+    v: &Vendor,
+    manifest: &[u8],
+    open: impl FnMut(Part) -> std::io::Result<Box<dyn Read + Send>>,
+    running_slot: &Path,
+) -> Result<Installed, UpdateError> {
+    let device = update::Device {
+        root: &v.trusted_root(),
+        facts: &facts(),
+        running_slot: Some(running_slot),
+    };
+    update::install(
+        manifest,
+        open,
+        &device,
+        Timestamp::now(),
+        &d.client,
+        &selection(d),
+    )
+}
+
+/// The new image: three new blocks in front of the old one's (shifted),
+/// one of them changed further on.
+fn changed(old: &[u8]) -> Vec<u8> {
+    let mut new = image(33)[..3 * 4096].to_vec();
+    new.extend_from_slice(&old[..old.len() - 3 * 4096]);
+    new[100 * 4096 + 1] ^= 0xff;
+    new
+}
+
+#[test]
+fn a_delta_release_is_rebuilt_from_the_running_slot_and_the_segments_it_lacks() {
+    let v = vendor();
+    let d = v.swupdate();
+    let old = image(32);
+    let new = changed(&old);
+    let (manifest, index, pack) = delta_release(&v, &d, &old, &new);
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let pack_len = pack.len() as u64;
+    let installed = install_delta(
+        &d,
+        &v,
+        &manifest,
+        serving_delta(index, pack, log.clone()),
+        &d.slot_a,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+    assert_eq!(installed.target, Slot::B);
+    assert_eq!(&fs::read(&d.slot_b).unwrap()[..new.len()], &new[..]);
+    assert_eq!(d.grubenv_var("hearth_slot").as_deref(), Some("B"));
+    let fetched: u64 = log.lock().unwrap().iter().map(|(_, len)| len).sum();
+    println!(
+        "delta: fetched {fetched} of {pack_len} pack bytes in {:?}",
+        log.lock().unwrap()
+    );
+    assert!(
+        fetched > 0 && fetched * 10 < pack_len,
+        "fetched {fetched} of {pack_len}"
+    );
+}
+
+#[test]
+fn a_tampered_delta_index_or_segment_is_refused_and_nothing_is_armed() {
+    let v = vendor();
+    let d = v.swupdate();
+    let old = image(34);
+    let new = changed(&old);
+    let (manifest, index, pack) = delta_release(&v, &d, &old, &new);
+
+    // The index on the server altered: refused before anything is read.
+    let mut bad_index = index.clone();
+    let last = bad_index.len() - 1;
+    bad_index[last] ^= 1;
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let err = install_delta(
+        &d,
+        &v,
+        &manifest,
+        serving_delta(bad_index, pack.clone(), log.clone()),
+        &d.slot_a,
+    )
+    .unwrap_err();
+    println!("tampered delta index: {err}");
+    assert!(
+        matches!(
+            &err,
+            UpdateError::Artifact {
+                source: ArtifactError::BadDelta { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.nothing_written());
+    assert!(log.lock().unwrap().is_empty(), "the pack was fetched");
+    assert_not_armed(&d, "tampered delta index");
+
+    // A byte of every segment of the pack altered (the first fetched one
+    // comes after blocks already streamed): the install stops at it.
+    let tampered: Vec<u8> = pack.iter().map(|b| b ^ 0x01).collect();
+    let err = install_delta(
+        &d,
+        &v,
+        &manifest,
+        serving_delta(index.clone(), tampered, log),
+        &d.slot_a,
+    )
+    .unwrap_err();
+    println!("tampered pack: {err}");
+    assert!(err.to_string().contains("do not match"), "{err}");
+    assert_not_armed(&d, "tampered pack");
+
+    // A server that answers a Range request with other bytes of the pack.
+    let mut shifted = serving_delta(index, pack.clone(), Default::default());
+    let other = move |part| match part {
+        Part::Pack { offset, len } => shifted(Part::Pack {
+            offset: offset + 1,
+            len,
+        }),
+        part => shifted(part),
+    };
+    let err = install_delta(&d, &v, &manifest, other, &d.slot_a).unwrap_err();
+    println!("Range answered with other bytes: {err}");
+    assert!(err.to_string().contains("do not match"), "{err}");
+    assert_not_armed(&d, "Range answered with other bytes");
+}
+
+#[test]
+fn a_running_slot_that_cannot_be_read_means_the_whole_release_is_downloaded() {
+    let v = vendor();
+    let d = v.swupdate();
+    let old = image(35);
+    let new = changed(&old);
+    let (manifest, index, _) = delta_release(&v, &d, &old, &new);
+    let swu = v.path("delta.swu");
+    let full = serving(index_of(&swu), fs::File::open(&swu).unwrap());
+    let mut asked = Vec::new();
+    let mut full = full;
+    let open = |part: Part| {
+        asked.push(part);
+        match part {
+            Part::DeltaIndex => {
+                Ok(Box::new(std::io::Cursor::new(index.clone())) as Box<dyn Read + Send>)
+            }
+            part => full(part),
+        }
+    };
+    install_delta(&d, &v, &manifest, open, &d.root().join("no-such-slot"))
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+    assert_eq!(&fs::read(&d.slot_b).unwrap()[..new.len()], &new[..]);
+    assert_eq!(asked, [Part::DeltaIndex, Part::Index, Part::Artifact]);
 }

@@ -26,15 +26,99 @@ pub const DATA: usize = 4;
 /// The port at which the guest reaches the broker (a guestfwd rule).
 pub const MQTT_GUEST_PORT: u16 = 8883;
 
-/// The vendor's side (broker, update server, releases) and one device.
+/// The vendor's side of a lab: the broker, the releases, the update server,
+/// and the test's subscription to the device's status.
 #[derive(Debug)]
-pub struct Lab {
+pub struct Servers {
     pub broker: Broker,
     pub vendor: Vendor,
     pub server: UpdateServer,
-    pub disk: Disk,
     /// Everything the device published on its status topic (and the probe).
     pub status: Sub,
+}
+
+/// The vendor's side and one device (the x86-64 development image); its
+/// [`Servers`] are reached through it (`lab.broker`, `lab.announce(…)`).
+#[derive(Debug)]
+pub struct Lab {
+    pub servers: Servers,
+    pub disk: Disk,
+}
+
+impl std::ops::Deref for Lab {
+    type Target = Servers;
+    fn deref(&self) -> &Servers {
+        &self.servers
+    }
+}
+
+impl std::ops::DerefMut for Lab {
+    fn deref_mut(&mut self) -> &mut Servers {
+        &mut self.servers
+    }
+}
+
+/// A disk the lab provisions at the "factory" (offline, powered off).
+pub trait FactoryDisk {
+    /// The raw image whose partition table and slot A the disk starts from.
+    fn image(&self) -> &Path;
+    /// A scratch directory of the disk's own.
+    fn dir(&self) -> &Path;
+    /// Partition `number` (1-based) copied out to a raw file.
+    fn read_partition(&self, number: usize) -> PathBuf;
+    /// A raw partition file written back.
+    fn write_partition(&self, number: usize, raw: &Path);
+    fn partition(&self, number: usize) -> crate::offline::Partition;
+}
+
+impl FactoryDisk for Disk {
+    fn image(&self) -> &Path {
+        Disk::image(self)
+    }
+    fn dir(&self) -> &Path {
+        Disk::dir(self)
+    }
+    fn read_partition(&self, number: usize) -> PathBuf {
+        Disk::read_partition(self, number)
+    }
+    fn write_partition(&self, number: usize, raw: &Path) {
+        Disk::write_partition(self, number, raw)
+    }
+    fn partition(&self, number: usize) -> crate::offline::Partition {
+        Disk::partition(self, number)
+    }
+}
+
+impl Servers {
+    /// The broker (with `ids` enrolled for the lab's model), a vendor whose
+    /// releases are made from `vendor`'s base, and the update server.
+    pub fn start(ids: &[&str], valid_since: Option<&str>, vendor: Vendor) -> Servers {
+        let enrolled: Vec<(&str, &str)> = ids.iter().map(|id| (*id, MODEL)).collect();
+        let broker = Broker::start_with(ids, &enrolled, valid_since);
+        let server = UpdateServer::start(
+            &vendor.web_root,
+            &broker.pki("broker.crt"),
+            &broker.pki("broker.key"),
+        );
+        let status = status_subscription(&broker, DEVICE_ID);
+        Servers {
+            broker,
+            vendor,
+            server,
+            status,
+        }
+    }
+
+    /// Writes the lab device's factory data (fleet identity, update
+    /// settings) into `disk`'s /data partition.
+    pub fn provision(
+        &self,
+        disk: &impl FactoryDisk,
+        manifest_url: Option<&str>,
+        update_lines: &str,
+    ) {
+        provision_as(disk, &self.broker, DEVICE_ID, manifest_url, update_lines);
+    }
 }
 
 impl Lab {
@@ -92,33 +176,10 @@ impl Lab {
     ) -> Lab {
         let mut ids = vec![DEVICE_ID];
         ids.extend_from_slice(neighbours);
-        let enrolled: Vec<(&str, &str)> = ids.iter().map(|id| (*id, MODEL)).collect();
-        let broker = Broker::start_with(&ids, &enrolled, valid_since);
-        let vendor = Vendor::new();
-        let server = UpdateServer::start(
-            &vendor.web_root,
-            &broker.pki("broker.crt"),
-            &broker.pki("broker.key"),
-        );
+        let servers = Servers::start(&ids, valid_since, Vendor::new());
         let disk = Disk::fresh(name);
-        provision(&disk, &broker, manifest_url.as_deref(), update_lines);
-        let status = status_subscription(&broker, DEVICE_ID);
-        Lab {
-            broker,
-            vendor,
-            server,
-            disk,
-            status,
-        }
-    }
-
-    /// The broker comes back after an outage ([`Broker::kill`]), and the
-    /// status subscription with it: [`Lab::wait_status`] counts from 0
-    /// again. The test broker keeps nothing on disk, so retained messages
-    /// (the release) are gone.
-    pub fn restart_broker(&mut self) {
-        self.broker.spawn();
-        self.status = status_subscription(&self.broker, DEVICE_ID);
+        servers.provision(&disk, manifest_url.as_deref(), update_lines);
+        Lab { servers, disk }
     }
 
     /// Boots the device with the two guestfwd rules.
@@ -142,7 +203,48 @@ impl Lab {
         )
     }
 
-    fn net_extra(&self) -> String {
+    /// [`Servers::wait_status`] for a wait that spans the device's reboot: it
+    /// looks after the device's QEMU meanwhile ([`Device::tend`]), and a
+    /// failure shows the device's console.
+    pub fn wait_status_across_reboot(
+        &self,
+        device: &mut Device,
+        skip: usize,
+        limit: Duration,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> (usize, serde_json::Value) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let look = Duration::from_secs(2);
+            if let Some(message) = self
+                .status
+                .wait_after(skip, look, status_matching(&matches))
+            {
+                return found_status(&self.status, skip, what, &message);
+            }
+            device.tend();
+            if Instant::now() >= deadline {
+                let none = no_status(&self.status, what, limit);
+                panic!("{none}\n{}", device.diagnostics());
+            }
+        }
+    }
+}
+
+impl Servers {
+    /// The broker comes back after an outage ([`Broker::kill`]), and the
+    /// status subscription with it: [`Servers::wait_status`] counts from 0
+    /// again. The test broker keeps nothing on disk, so retained messages
+    /// (the release) are gone.
+    pub fn restart_broker(&mut self) {
+        self.broker.spawn();
+        self.status = status_subscription(&self.broker, DEVICE_ID);
+    }
+
+    /// The user-mode network's rules by which the guest reaches the broker
+    /// and the update server (appended to QEMU's `-netdev user,…`).
+    pub fn net_extra(&self) -> String {
         format!(
             ",guestfwd=tcp:{GUEST_HOST}:{MQTT_GUEST_PORT}-cmd:socat STDIO TCP:127.0.0.1:{}\
              ,guestfwd=tcp:{GUEST_HOST}:{GUEST_HTTPS_PORT}-cmd:socat STDIO TCP:127.0.0.1:{}",
@@ -175,7 +277,7 @@ impl Lab {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// [`Lab::wait_status`] without the panic: the error says what came.
+    /// [`Servers::wait_status`] without the panic: the error says what came.
     pub fn try_wait_status(
         &self,
         skip: usize,
@@ -184,34 +286,6 @@ impl Lab {
         matches: impl Fn(&serde_json::Value) -> bool,
     ) -> Result<(usize, serde_json::Value), String> {
         try_wait_status(&self.status, skip, limit, what, matches)
-    }
-
-    /// [`Lab::wait_status`] for a wait that spans the device's reboot: it
-    /// looks after the device's QEMU meanwhile ([`Device::tend`]), and a
-    /// failure shows the device's console.
-    pub fn wait_status_across_reboot(
-        &self,
-        device: &mut Device,
-        skip: usize,
-        limit: Duration,
-        what: &str,
-        matches: impl Fn(&serde_json::Value) -> bool,
-    ) -> (usize, serde_json::Value) {
-        let deadline = Instant::now() + limit;
-        loop {
-            let look = Duration::from_secs(2);
-            if let Some(message) = self
-                .status
-                .wait_after(skip, look, status_matching(&matches))
-            {
-                return found_status(&self.status, skip, what, &message);
-            }
-            device.tend();
-            if Instant::now() >= deadline {
-                let none = no_status(&self.status, what, limit);
-                panic!("{none}\n{}", device.diagnostics());
-            }
-        }
     }
 
     /// Requests for `.swu` files that reached the update server.
@@ -224,6 +298,11 @@ impl Lab {
         let mut index = self.published_swu(release).into_os_string();
         index.push(".index");
         PathBuf::from(index)
+    }
+
+    /// Where the update server keeps `release`'s delta index and pack.
+    pub fn published_delta(&self, release: &Release) -> (PathBuf, PathBuf) {
+        crate::releases::delta_files(&self.published_swu(release))
     }
 
     /// Where the update server keeps `release`'s artifact.
@@ -344,13 +423,9 @@ fn status_subscription(broker: &Broker, device_id: &str) -> Sub {
 /// Writes the device's factory data into its /data partition (offline):
 /// `/data/factory/hearth.toml` with the fleet and update settings, the
 /// fleet CA, the device certificate and its key (readable by hearthd only).
-fn provision(disk: &Disk, broker: &Broker, manifest_url: Option<&str>, update_lines: &str) {
-    provision_as(disk, broker, DEVICE_ID, manifest_url, update_lines);
-}
-
 /// [`provision`] as the device `device_id`.
 fn provision_as(
-    disk: &Disk,
+    disk: &impl FactoryDisk,
     broker: &Broker,
     device_id: &str,
     manifest_url: Option<&str>,

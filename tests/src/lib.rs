@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 pub use device::{Device, Ready};
-pub use disk::Disk;
+pub use disk::{Disk, RawDisk};
 
 /// The repository root (this crate lives in `tests/`).
 pub fn repo_root() -> PathBuf {

@@ -12,6 +12,14 @@ pub struct Partition {
     pub size: u64,
 }
 
+/// Partition `number` (1-based) of a raw disk image.
+pub fn partition(image: &Path, number: usize) -> Partition {
+    partitions(image)
+        .into_iter()
+        .nth(number - 1)
+        .unwrap_or_else(|| panic!("{} has no partition {number}", image.display()))
+}
+
 /// The GPT partitions of a raw disk image, in table order.
 pub fn partitions(image: &Path) -> Vec<Partition> {
     let out = Command::new("sfdisk")
@@ -75,6 +83,21 @@ impl Ext4 {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs one debugfs request that writes (`debugfs -w`).
+    pub fn debugfs_write(&self, request: &str) {
+        let out = Command::new("debugfs")
+            .args(["-w", "-R", request])
+            .arg(&self.spec)
+            .output()
+            .expect("run debugfs (e2fsprogs)");
+        assert!(
+            out.status.success(),
+            "debugfs -w -R '{request}' {} failed: {}",
+            self.spec,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// A file's contents; None when it does not exist.

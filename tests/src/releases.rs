@@ -21,12 +21,40 @@ pub const GUEST_HTTPS_PORT: u16 = 8443;
 
 const DEV_KEYS: &str = "yocto-layer/meta-hearth/files/dev-keys";
 
+/// The folder of release keys the lab signs with: the Hearth development
+/// keys, which the development image trusts, or `HEARTH_RELEASE_KEYS` (the
+/// same file names), such as the weakened image's own root.
+pub fn release_keys() -> PathBuf {
+    std::env::var_os("HEARTH_RELEASE_KEYS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::repo_root().join(DEV_KEYS))
+}
+
+/// The declared release root: the certificate the vendor's IXIT names (the
+/// development root; a vendor's lab sets `HEARTH_DECLARED_ROOT`).
+pub fn declared_root_cert() -> PathBuf {
+    std::env::var_os("HEARTH_DECLARED_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            crate::repo_root()
+                .join(DEV_KEYS)
+                .join("hearth-dev-root.cert.pem")
+        })
+}
+
+/// hearth-trial-watch's deadline in a [`Kind::NeverCommits`] release.
+pub const TRIAL_WATCH_TEST_SECS: u32 = 45;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// A working release.
     Good,
     /// Its vendor health hook fails: the device must roll back.
     FailsHealthCheck,
+    /// hearthd never starts on it (masked), so nothing commits its trial:
+    /// hearth-trial-watch must reboot it, after [`TRIAL_WATCH_TEST_SECS`]
+    /// instead of the shipped 600 s, and say so on the console.
+    NeverCommits,
 }
 
 #[derive(Debug, Clone)]
@@ -49,9 +77,19 @@ impl Release {
 pub struct Vendor {
     dir: tempfile::TempDir,
     tool: PathBuf,
+    /// The root file system releases are made from: the image's, unless
+    /// [`Vendor::from_rootfs`] names another (the aarch64 image's).
+    base: Option<PathBuf>,
     /// The update server's document root.
     pub web_root: PathBuf,
+    /// Releases come with a delta release (`build --delta`), which a device
+    /// installs by reusing its running slot's blocks.
+    pub deltas: bool,
 }
+
+/// The delta index and the pack `hearth-release build --delta` writes
+/// beside `swu` (and `publish` beside the published artifact).
+pub use update_manifest::delta::files_beside as delta_files;
 
 impl Default for Vendor {
     fn default() -> Self {
@@ -70,7 +108,17 @@ impl Vendor {
         Vendor {
             dir,
             tool: release_tool(),
+            base: None,
             web_root,
+            deltas: false,
+        }
+    }
+
+    /// A vendor whose releases are made from `rootfs` (a slot image).
+    pub fn from_rootfs(rootfs: PathBuf) -> Vendor {
+        Vendor {
+            base: Some(rootfs),
+            ..Vendor::new()
         }
     }
 
@@ -80,12 +128,19 @@ impl Vendor {
 
     /// The image's root file system with `IMAGE_VERSION=version`.
     pub fn rootfs(&self, version: &str, kind: Kind) -> PathBuf {
-        let base = crate::image()
-            .parent()
-            .expect("image directory")
-            .join("rootfs.ext4");
+        let base = self.base.clone().unwrap_or_else(|| {
+            crate::image()
+                .parent()
+                .expect("image directory")
+                .join("rootfs.ext4")
+        });
+        self.rootfs_from(&base, version, kind)
+    }
+
+    /// `base` (a slot image) with `IMAGE_VERSION=version`.
+    fn rootfs_from(&self, base: &Path, version: &str, kind: Kind) -> PathBuf {
         let out = self.path(&format!("rootfs-{version}.ext4"));
-        std::fs::copy(&base, &out)
+        std::fs::copy(base, &out)
             .unwrap_or_else(|e| panic!("copy {} (qemu/build-image makes it): {e}", base.display()));
         let fs = crate::offline::Ext4::file(&out);
         let os_release = String::from_utf8(fs.read("/usr/lib/os-release").expect("os-release"))
@@ -126,6 +181,9 @@ impl Vendor {
                 broken.as_bytes(),
                 &self.path("hearth.toml"),
             );
+        }
+        if kind == Kind::NeverCommits {
+            never_commits(&out, &self.path("trial-watch.conf"));
         }
         out
     }
@@ -168,20 +226,38 @@ impl Vendor {
         self.release_with(MODEL, version, Kind::Good, (1, security), &extra)
     }
 
+    /// A release of another build of the image, `base` (a slot image), as
+    /// `version`: a vendor's next build, with other packages.
+    pub fn release_from(&self, base: &Path, version: &str) -> Release {
+        let rootfs = self.rootfs_from(base, version, Kind::Good);
+        self.release_of(rootfs, MODEL, version, (1, false), &[])
+    }
+
     fn release_with(
         &self,
         model: &str,
         version: &str,
         kind: Kind,
-        (security_version, security): (u32, bool),
+        versions: (u32, bool),
         extra: &[&str],
     ) -> Release {
         let rootfs = self.rootfs(version, kind);
+        self.release_of(rootfs, model, version, versions, extra)
+    }
+
+    fn release_of(
+        &self,
+        rootfs: PathBuf,
+        model: &str,
+        version: &str,
+        (security_version, security): (u32, bool),
+        extra: &[&str],
+    ) -> Release {
         let swu = self.swu_of(&rootfs, model, version);
         let _ = std::fs::remove_file(&rootfs);
         let manifest = self.path(&format!("hearth-{version}.manifest.json"));
         let notes = format!("https://example.com/hearth/releases/{version}");
-        let keys = crate::repo_root().join(DEV_KEYS);
+        let keys = release_keys();
         // Every published release carries its SBOM, as the README's
         // commands make it, so the devices read manifests that name one.
         let sbom = self.sbom(model, version);
@@ -226,7 +302,11 @@ impl Vendor {
         let out = self.path(&format!("hearth-{version}.spdx.json"));
         let product = format!("Hearth {model}");
         let lock = repo.join("Cargo.lock");
-        let packages = repo.join("qemu/out/hearth-dev.packages");
+        // The package list build-image wrote beside the base root file system.
+        let packages = self.base.as_ref().map_or_else(
+            || repo.join("qemu/out/hearth-dev.packages"),
+            |base| base.with_file_name("hearth-dev.packages"),
+        );
         self.run(&[
             "sbom",
             "--product",
@@ -252,11 +332,16 @@ impl Vendor {
     /// downgrade attempt carries a small one.
     pub fn swu_of(&self, rootfs: &Path, model: &str, version: &str) -> PathBuf {
         let swu = self.path(&format!("hearth-{version}.swu"));
-        let signer = crate::repo_root().join(DEV_KEYS).join("hearth-dev-signing");
-        self.run(&[
+        let signer = release_keys().join("hearth-dev-signing");
+        let (rootfs, signer, out) = (
+            rootfs.display().to_string(),
+            signer.display().to_string(),
+            swu.display().to_string(),
+        );
+        let mut args = vec![
             "build",
             "--rootfs",
-            &rootfs.display().to_string(),
+            &rootfs,
             "--version",
             version,
             "--model",
@@ -264,13 +349,17 @@ impl Vendor {
             "--hw-revision",
             REVISION,
             "--signer",
-            &signer.display().to_string(),
+            &signer,
             "--zstd-level",
             "3",
             "--out",
-            &swu.display().to_string(),
+            &out,
             "--dev",
-        ]);
+        ];
+        if self.deltas {
+            args.push("--delta");
+        }
+        self.run(&args);
         swu
     }
 
@@ -321,7 +410,7 @@ impl Vendor {
     /// root: it certifies `key` and revokes the development signing key
     /// (`hearth-release certify --revoke`). Returns the key ring file.
     pub fn next_keyring_revoking_the_dev_key(&self, key: &Path) -> PathBuf {
-        let keys = crate::repo_root().join(DEV_KEYS);
+        let keys = release_keys();
         let keyring = self.path("keyring-next.json");
         std::fs::copy(keys.join("hearth-dev-keyring.json"), &keyring).expect("copy key ring");
         let revoked = Vendor::dev_signing_key_id();
@@ -343,9 +432,7 @@ impl Vendor {
     /// The id of the development signing key (the only key of the
     /// development key ring).
     pub fn dev_signing_key_id() -> String {
-        let keyring = crate::repo_root()
-            .join(DEV_KEYS)
-            .join("hearth-dev-keyring.json");
+        let keyring = release_keys().join("hearth-dev-keyring.json");
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&keyring).expect("key ring")).expect("JSON");
         json["keyring"]["keys"][0]["key_id"]
@@ -392,7 +479,7 @@ impl Vendor {
         security: bool,
         notes: &str,
     ) {
-        let keys = crate::repo_root().join(DEV_KEYS);
+        let keys = release_keys();
         self.sign_manifest_with(
             swu,
             manifest,
@@ -415,7 +502,7 @@ impl Vendor {
         notes: &str,
         extra: &[&str],
     ) {
-        let root = crate::repo_root().join(DEV_KEYS).join("hearth-dev-root");
+        let root = release_keys().join("hearth-dev-root");
         let keys = (signer, keyring, root.as_path());
         self.sign_manifest_under(swu, manifest, versions, keys, notes, extra);
     }
@@ -502,6 +589,10 @@ impl Vendor {
         if security {
             args.extend(["--urgency", "security"]);
         }
+        // A delta release built beside the artifact is signed in with it.
+        if delta_files(swu).0.exists() {
+            args.push("--delta");
+        }
         args.extend_from_slice(extra);
         self.run(&args);
     }
@@ -515,7 +606,7 @@ impl Vendor {
         installed: &str,
         keyring_floor: u64,
     ) -> Result<(), String> {
-        let root = crate::repo_root().join(DEV_KEYS).join("hearth-dev-root");
+        let root = release_keys().join("hearth-dev-root");
         let out = Command::new(&self.tool)
             .args(["verify", "--root"])
             .arg(root)
@@ -553,30 +644,50 @@ impl Vendor {
     }
 }
 
+/// Masks hearthd in the root file system `fs` and gives hearth-trial-watch
+/// a drop-in with a short deadline (its own command line, whatever the boot
+/// loader) that also writes to the console.
+fn never_commits(fs: &Path, scratch: &Path) {
+    let unit = "/usr/lib/systemd/system/hearth-trial-watch.service";
+    let text = crate::offline::Ext4::file(fs)
+        .read(unit)
+        .map(|b| String::from_utf8(b).expect("text"))
+        .unwrap_or_else(|| panic!("{unit} in the image"));
+    let exec = text
+        .lines()
+        .find(|l| l.starts_with("ExecStart="))
+        .expect("hearth-trial-watch's ExecStart");
+    let (command, _) = exec.rsplit_once(' ').expect("ExecStart=… SECONDS");
+    let dropin = format!(
+        "# A release that never commits (system test): a short deadline, on the console.\n\
+         [Service]\nExecStart=\n{command} {TRIAL_WATCH_TEST_SECS}\nStandardOutput=journal+console\n"
+    );
+    let dir = "/etc/systemd/system/hearth-trial-watch.service.d";
+    let root = crate::offline::Ext4::file(fs);
+    root.debugfs_write(&format!("mkdir {dir}"));
+    replace_file(
+        fs,
+        &format!("{dir}/test-deadline.conf"),
+        dropin.as_bytes(),
+        scratch,
+    );
+    root.debugfs_write("symlink /etc/systemd/system/hearthd.service /dev/null");
+    assert!(
+        root.exists("/etc/systemd/system/hearthd.service"),
+        "hearthd is not masked"
+    );
+}
+
 /// Replaces `path` inside the ext4 file `fs` with `content` (debugfs -w;
 /// the new file is root's, mode 0644, like the one it replaces).
 fn replace_file(fs: &Path, path: &str, content: &[u8], scratch: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(scratch, content).expect("scratch file");
     std::fs::set_permissions(scratch, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    for request in [
-        format!("rm {path}"),
-        format!("write {} {path}", scratch.display()),
-    ] {
-        let out = Command::new("debugfs")
-            .args(["-w", "-R", &request])
-            .arg(fs)
-            .output()
-            .expect("run debugfs");
-        assert!(
-            out.status.success(),
-            "debugfs -w -R '{request}' failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let back = crate::offline::Ext4::file(fs)
-        .read(path)
-        .expect("the replaced file");
+    let root = crate::offline::Ext4::file(fs);
+    root.debugfs_write(&format!("rm {path}"));
+    root.debugfs_write(&format!("write {} {path}", scratch.display()));
+    let back = root.read(path).expect("the replaced file");
     assert_eq!(back, content, "debugfs did not write {path}");
 }
 
@@ -607,7 +718,7 @@ fn cargo_as_from_a_shell() -> Command {
 
 /// `hearth-release` from this workspace, built if needed, or the one
 /// `HEARTH_RELEASE_TOOL` names (a prebuilt binary of the same source).
-fn release_tool() -> PathBuf {
+pub fn release_tool() -> PathBuf {
     if let Some(tool) = std::env::var_os("HEARTH_RELEASE_TOOL") {
         return PathBuf::from(tool);
     }

@@ -1,7 +1,8 @@
 //! A static HTTPS file server on loopback, standing in for the vendor's
 //! update server or CDN: serves a directory (what `hearth-release publish`
-//! lays out), honours `Range: bytes=N-`, logs every request, and can cut
-//! the next response short to test resumption. It can also present another
+//! lays out), honours `Range: bytes=N-` and `bytes=N-M`, logs every
+//! request, and can cut the next response short to test resumption, or
+//! answer `Range` requests with other bytes (a hostile server). It can also present another
 //! certificate (a man in the middle with a certificate from another CA) and
 //! records the handshakes the client then aborts.
 //!
@@ -21,8 +22,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 #[derive(Debug, Clone)]
 pub struct Logged {
     pub path: String,
-    /// The start of a `Range: bytes=N-` request.
+    /// The start of a `Range: bytes=N-` or `bytes=N-M` request.
     pub range_start: Option<u64>,
+    /// The last byte asked for (`bytes=N-M`).
+    pub range_end: Option<u64>,
     pub status: u16,
     /// Body bytes sent.
     pub sent: u64,
@@ -47,6 +50,8 @@ struct Shared {
     artifact_requests: AtomicUsize,
     /// Cut the next artifact (`.swu`) response after this many bytes.
     cut_next_after: AtomicU64,
+    /// Answer `Range` requests from one byte further on (other bytes).
+    shift_ranges: AtomicBool,
     /// Pause per 64 KiB chunk, in microseconds (to watch progress).
     pace_micros: AtomicU64,
     stopped: AtomicBool,
@@ -97,6 +102,21 @@ impl UpdateServer {
     /// The next `.swu` response stops after `bytes` body bytes (once).
     pub fn cut_next_artifact_after(&self, bytes: u64) {
         self.shared.cut_next_after.store(bytes, Ordering::Relaxed);
+    }
+
+    /// From now on (`true`), `Range` requests are answered with the bytes
+    /// one further on: the right length and status, other bytes.
+    pub fn shift_ranges(&self, on: bool) {
+        self.shared.shift_ranges.store(on, Ordering::Relaxed);
+    }
+
+    /// Body bytes sent for requests whose path ends with `suffix`.
+    pub fn bytes_sent(&self, suffix: &str) -> u64 {
+        self.log()
+            .iter()
+            .filter(|r| r.path.ends_with(suffix))
+            .map(|r| r.sent)
+            .sum()
     }
 
     /// Slows every response down to about `bytes_per_sec`.
@@ -190,7 +210,7 @@ fn serve(
     let mut reader = BufReader::new(&mut tls);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
-    let mut range_start = None;
+    let (mut range_start, mut range_end) = (None, None);
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 || line == "\r\n" {
@@ -198,7 +218,9 @@ fn serve(
         }
         let lower = line.to_ascii_lowercase();
         if let Some(value) = lower.strip_prefix("range: bytes=") {
-            range_start = value.trim().trim_end_matches('-').parse().ok();
+            let (start, end) = value.trim().split_once('-').unwrap_or((value.trim(), ""));
+            range_start = start.parse().ok();
+            range_end = end.parse().ok();
         }
     }
     drop(reader);
@@ -218,6 +240,7 @@ fn serve(
         state.log.lock().expect("lock").push(Logged {
             path,
             range_start,
+            range_end,
             status: 404,
             sent: 0,
             at: Instant::now(),
@@ -227,21 +250,24 @@ fn serve(
     let mut body = std::fs::File::open(&file)?;
     let len = body.metadata()?.len();
     let start = range_start.unwrap_or(0).min(len);
+    let end = range_end.map_or(len, |e| (e + 1).min(len)).max(start);
     let head = match range_start {
         Some(_) => format!(
             "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{len}\r\nConnection: close\r\n\r\n",
-            len - start,
-            len.saturating_sub(1)
+            end - start,
+            end.saturating_sub(1)
         ),
         None => format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"),
     };
     tls.write_all(head.as_bytes())?;
-    body.seek(SeekFrom::Start(start))?;
-    let limit = if path.ends_with(".swu") {
+    let shift = u64::from(range_start.is_some() && state.shift_ranges.load(Ordering::Relaxed));
+    body.seek(SeekFrom::Start(start + shift))?;
+    let cut = if path.ends_with(".swu") {
         state.cut_next_after.swap(u64::MAX, Ordering::Relaxed)
     } else {
         u64::MAX
     };
+    let limit = cut.min(end - start);
     let mut sent = 0u64;
     let mut buf = vec![0u8; 65_536];
     let result = loop {
@@ -266,7 +292,7 @@ fn serve(
         }
     };
     let _ = tls.flush();
-    if sent < len - start {
+    if sent < end - start {
         // Cut short: drop the TCP connection without a TLS close_notify.
         let _ = tls.sock.shutdown(std::net::Shutdown::Both);
     } else {
@@ -276,6 +302,7 @@ fn serve(
     state.log.lock().expect("lock").push(Logged {
         path,
         range_start,
+        range_end,
         status: if range_start.is_some() { 206 } else { 200 },
         sent,
         at: Instant::now(),

@@ -425,15 +425,8 @@ fn tampered_older_and_foreign_releases_are_refused_with_a_reason() {
         std::fs::write(&index, &genuine_index).expect("restore");
         std::fs::write(file, bytes).expect("tamper");
         let before = lab.artifact_requests();
-        let notes = format!("https://example.com/notes/{n}");
-        lab.announce(&lab.vendor.manifest_again(&good, &notes));
-        let (next, status) = lab.wait_status(seen, long(), case, |s| {
-            s["state"] == "failed" && s["update"]["release"]["release_notes"] == notes.as_str()
-        });
+        let (next, error) = refused_again(&lab, seen, &good, &format!("{n}"), case, says);
         seen = next;
-        let error = status["update"]["last_error"].as_str().unwrap_or_default();
-        eprintln!("{case}: {error}");
-        assert!(error.contains(says), "{case}: {status}");
         assert_eq!(
             error.contains("nothing was written"),
             fetches == 0 || says.contains("offset 0"),
@@ -453,6 +446,31 @@ fn tampered_older_and_foreign_releases_are_refused_with_a_reason() {
     device.wait_ready();
     assert!(!device.serial().contains("trial boot"), "nothing was armed");
     device.powerdown();
+}
+
+/// Offers `good` again under fresh release notes (`notes/<tag>`), so the
+/// device tries at once, and waits for its refusal, whose reason must
+/// contain `says`; returns the status count and the reason.
+fn refused_again(
+    lab: &Lab,
+    seen: usize,
+    good: &system_tests::releases::Release,
+    tag: &str,
+    case: &str,
+    says: &str,
+) -> (usize, String) {
+    let notes = format!("https://example.com/notes/{tag}");
+    lab.announce(&lab.vendor.manifest_again(good, &notes));
+    let (next, status) = lab.wait_status(seen, long(), case, |s| {
+        s["state"] == "failed" && s["update"]["release"]["release_notes"] == notes.as_str()
+    });
+    let error = status["update"]["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    eprintln!("{case}: {error}");
+    assert!(error.contains(says), "{case}: {status}");
+    (next, error)
 }
 
 #[test]
@@ -503,20 +521,44 @@ fn with_mqtt_down_the_periodic_https_check_still_installs_the_release() {
 }
 
 /// A small deterministic generator for the power-cut schedule.
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         // xorshift64*
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
     }
+
+    /// `count` picks from `0..n` in which each value comes once in every
+    /// `n` picks (shuffled rounds).
+    fn rounds(&mut self, n: u64, count: u32) -> Vec<u64> {
+        let mut picks = Vec::new();
+        while picks.len() < count as usize {
+            let mut round: Vec<u64> = (0..n).collect();
+            for i in (1..round.len()).rev() {
+                let j = self.below(i as u64 + 1) as usize;
+                round.swap(i, j);
+            }
+            picks.extend(round);
+        }
+        picks.truncate(count as usize);
+        picks
+    }
 }
 
-#[test]
-fn power_cuts_during_updates_never_lose_the_device_or_the_owners_data() {
+/// The phases a power cut falls in, numbered as the power-cut tests'
+/// `match` arms: as the download begins, while installing, around the
+/// reboot, during the trial boot and the commit.
+const CUT_PHASES: u64 = 4;
+
+/// A power-cut test's plan: the seed (`HEARTH_POWER_CUT_SEED`, else the
+/// time), the phase of each cut (`cuts_var` cuts, else `default_cuts`; in
+/// a seeded order, each phase once in every round of four, so no phase is
+/// left out by chance) and the generator that picks the moments.
+pub(crate) fn power_cut_plan(cuts_var: &str, default_cuts: u32) -> (u64, Vec<u64>, Rng) {
     let seed = std::env::var("HEARTH_POWER_CUT_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -525,15 +567,70 @@ fn power_cuts_during_updates_never_lose_the_device_or_the_owners_data() {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_secs())
         });
-    let cuts: u32 = std::env::var("HEARTH_POWER_CUTS")
+    let cuts = std::env::var(cuts_var)
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(6);
+        .unwrap_or(default_cuts);
     eprintln!(
         "power cuts: seed {seed} (HEARTH_POWER_CUT_SEED={seed} repeats this run), {cuts} cuts"
     );
     let mut rng = Rng(seed | 1);
-    let lab = Lab::new("update-power", false);
+    let phases = rng.rounds(CUT_PHASES, cuts);
+    (seed, phases, rng)
+}
+
+/// What became of the update to `target` after power cut `cut`, from the
+/// device's update status: it runs ("finished"), it was refused
+/// ("abandoned"), or neither yet.
+/// The update status `read` returns once hearthd has read the boot state the
+/// last update left (its state is no longer "starting"): before that the
+/// status cannot say whether a trial was cut or the device fell back.
+pub(crate) fn once_started(mut read: impl FnMut() -> serde_json::Value) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let update = read();
+        if update["state"] != "starting" {
+            return update;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hearthd did not read the boot state within 60 s: {update}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+pub(crate) fn cut_outcome(
+    cut: usize,
+    update: &serde_json::Value,
+    target: &str,
+) -> Option<&'static str> {
+    let running = update["running_version"].as_str().unwrap_or_default();
+    let refused = update["refused_versions"]
+        .as_array()
+        .is_some_and(|v| v.iter().any(|x| x == target));
+    eprintln!(
+        "after cut {cut}: running {running} on slot {}, update state {}, refused {}",
+        update["running_slot"], update["state"], update["refused_versions"]
+    );
+    if refused {
+        Some("abandoned")
+    } else if running == target {
+        Some("finished")
+    } else {
+        None
+    }
+}
+
+#[test]
+fn power_cuts_during_updates_never_lose_the_device_or_the_owners_data() {
+    // Four cuts: every phase in each run.
+    let (seed, phases, mut rng) = power_cut_plan("HEARTH_POWER_CUTS", 4);
+    let cuts = phases.len();
+    let mut lab = Lab::new("update-power", false);
+    // Every other release is a delta release (9.1.0, 9.3.0, ...): cuts
+    // fall in delta installs and in full ones.
+    lab.vendor.deltas = true;
     let mut device = lab.boot("boot0");
     device.wait_ready();
     let owner = Owner::claim(&device);
@@ -548,8 +645,7 @@ fn power_cuts_during_updates_never_lose_the_device_or_the_owners_data() {
     lab.announce(&lab.vendor.release(&target, Kind::Good, 1, false));
     let mut seen = 0;
     let mut outcomes = Vec::new();
-    for cut in 1..=cuts {
-        let phase = rng.below(4);
+    for (cut, phase) in (1..=cuts).zip(phases) {
         let (name, delay) = match phase {
             0 => {
                 lab.wait_status(seen, long(), "installing", |s| s["state"] == "installing");
@@ -582,22 +678,14 @@ fn power_cuts_during_updates_never_lose_the_device_or_the_owners_data() {
             dashboard["plug"]["on"], true,
             "after cut {cut}: {dashboard}"
         );
-        let update = &dashboard["update"];
-        let running = update["running_version"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let refused = update["refused_versions"]
-            .as_array()
-            .is_some_and(|v| v.iter().any(|x| x == target.as_str()));
-        eprintln!(
-            "after cut {cut}: running {running} on slot {}, update state {}, refused {}",
-            update["running_slot"], update["state"], update["refused_versions"]
-        );
-        if running == target || refused {
-            outcomes.push(if refused { "abandoned" } else { "finished" });
+        let update = once_started(|| {
+            owner.send(&device, "GET", "/api/dashboard", None).json()["update"].clone()
+        });
+        if let Some(outcome) = cut_outcome(cut, &update, &target) {
+            outcomes.push(outcome);
             minor += 1;
             target = format!("9.{minor}.0");
+            lab.vendor.deltas = minor % 2 == 1;
             lab.announce(&lab.vendor.release(&target, Kind::Good, 1, false));
         }
     }
@@ -729,4 +817,129 @@ fn rollout_waves_hold_back_a_device_whose_wave_has_not_started_and_a_security_fi
         update_state(STARTED, "9.2.0"),
     );
     early.powerdown();
+}
+
+/// The vendor's next build of the image: a fresh `qemu/build-image` of the
+/// audit variant, which adds three Debian packages and their dependencies
+/// (iproute2, lynis, procps) and a probe service to the same Debian
+/// snapshot and hearthd. Its own file system, made by mkfs like any new
+/// build, so files sit at other blocks than in the running release.
+fn next_build(dir: &std::path::Path) -> std::path::PathBuf {
+    let repo = system_tests::repo_root();
+    let status = std::process::Command::new(repo.join("qemu/build-image"))
+        .args(["--variant", "audit", "--no-cargo"])
+        .env("HEARTH_OUT", dir)
+        .status()
+        .expect("run qemu/build-image");
+    assert!(status.success(), "qemu/build-image --variant audit failed");
+    dir.join("rootfs.ext4")
+}
+
+/// A delta release (docs/updates.md, "Delta updates"): the device reuses
+/// the blocks its running slot holds and fetches only the pack segments it
+/// lacks; then the same trial boot, health check and commit. Then the
+/// delta's own attacks, each refused with nothing armed: a tampered delta
+/// index, a tampered pack, and a server that answers `Range` requests
+/// with other bytes.
+#[test]
+fn a_delta_release_costs_a_fraction_of_the_full_one_and_its_tampering_is_refused() {
+    let mut lab = Lab::new("update-delta", false);
+    lab.vendor.deltas = true;
+    let next = next_build(&lab.vendor.path("next-build"));
+    let mut device = lab.boot("boot1");
+    device.wait_ready();
+    let (seen, _) = lab.wait_status(0, long(), "from the device", |s| s["state"] == "idle");
+
+    let started = Instant::now();
+    let release = lab.vendor.release_from(&next, "9.1.0");
+    lab.announce(&release);
+    device.wait_for("Hearth: trial boot 1 of 1 of slot B", long());
+    let (mut seen, status) = lab.wait_status(seen, long(), "committed 9.1.0", committed("9.1.0"));
+    assert_eq!(status["update"]["running_slot"], "B");
+    let full = std::fs::metadata(lab.published_swu(&release)).map_or(0, |m| m.len());
+    let (index, pack) = lab.published_delta(&release);
+    let (index_len, pack_len) = (
+        std::fs::metadata(&index).map_or(0, |m| m.len()),
+        std::fs::metadata(&pack).map_or(0, |m| m.len()),
+    );
+    let fetched = lab.server.bytes_sent(".swu.delta") + lab.server.bytes_sent(".swu.pack");
+    let ranges = lab
+        .server
+        .log()
+        .iter()
+        .filter(|r| r.path.ends_with(".swu.pack"))
+        .count();
+    eprintln!(
+        "delta 0.1.0 -> 9.1.0 (three packages added, a fresh build): the server sent {fetched} bytes \
+         ({:.1} % of the {full}-byte full release): the {index_len}-byte delta index and {} bytes of \
+         the {pack_len}-byte pack in {ranges} Range requests; installed and committed in {:.0} s",
+        fetched as f64 * 100.0 / full as f64,
+        fetched - index_len,
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        lab.artifact_requests(),
+        0,
+        "the full release was downloaded"
+    );
+    assert!(
+        fetched * 100 <= full * 15,
+        "a delta of a few packages must cost at most 15 % of the full release: {fetched} of {full}"
+    );
+
+    // The delta's attacks, on 9.2.0 (a delta of 9.1.0 on slot B).
+    let good = lab.vendor.release_from(&next, "9.2.0");
+    let (index, pack) = lab.published_delta(&good);
+    let (genuine_index, genuine_pack) = (
+        std::fs::read(&index).expect("index"),
+        std::fs::read(&pack).expect("pack"),
+    );
+    let mut bad_index = genuine_index.clone();
+    *bad_index.last_mut().expect("an index") ^= 0x01;
+    let bad_pack: Vec<u8> = genuine_pack.iter().map(|b| b ^ 0x01).collect();
+    let cases: [(&str, &std::path::Path, &[u8], bool, &str); 3] = [
+        (
+            "a tampered delta index",
+            &index,
+            &bad_index,
+            false,
+            "the delta index does not match",
+        ),
+        (
+            "a tampered pack",
+            &pack,
+            &bad_pack,
+            false,
+            "do not match the signed delta index",
+        ),
+        (
+            "Range answered with other bytes",
+            &pack,
+            &genuine_pack,
+            true,
+            "do not match the signed delta index",
+        ),
+    ];
+    for (n, (case, file, bytes, shift, says)) in cases.into_iter().enumerate() {
+        std::fs::write(&index, &genuine_index).expect("restore");
+        std::fs::write(&pack, &genuine_pack).expect("restore");
+        std::fs::write(file, bytes).expect("tamper");
+        lab.server.shift_ranges(shift);
+        let (next, _) = refused_again(&lab, seen, &good, &format!("delta-{n}"), case, says);
+        seen = next;
+        assert_eq!(
+            lab.artifact_requests(),
+            0,
+            "{case}: the full release was downloaded"
+        );
+    }
+    lab.server.shift_ranges(false);
+    device.powerdown();
+
+    // Still 9.1.0 on slot B, not on trial.
+    let mut device = lab.boot("boot2");
+    device.wait_for("Hearth: booting slot B", long());
+    device.wait_ready();
+    assert!(!device.serial().contains("trial boot"), "nothing was armed");
+    device.powerdown();
 }

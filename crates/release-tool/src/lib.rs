@@ -37,12 +37,12 @@ Releases:
   build    --rootfs FILE --version X.Y.Z --model M --hw-revision R [...]
            --signer PREFIX [--signer PREFIX] --out FILE.swu
            [--slot-a DEV] [--slot-b DEV] [--template FILE] [--description TEXT]
-           [--rootfs-name NAME] [--zstd-level N] [--dev]
+           [--rootfs-name NAME] [--zstd-level N] [--delta] [--dev]
   manifest (alias: sign) --artifact FILE.swu --key PREFIX --keyring FILE
            --base-url https://... --security-version N --release-notes URL
            --out FILE [--urgency security|feature] [--min-installed-version X.Y.Z]
            [--expires-days N] [--rollout-start TIME] [--spread-hours N]
-           [--product TEXT] [--root PREFIX] [--sbom FILE] [--dev]
+           [--product TEXT] [--root PREFIX] [--sbom FILE] [--delta] [--dev]
   verify   --root PREFIX|ROOT.pub.pem --manifest FILE [--artifact FILE.swu]
            --model M --hw-revision R --installed-version X.Y.Z
            [--security-floor N] [--keyring-floor N] [--max-artifact-size BYTES] [--sbom FILE]

@@ -166,6 +166,19 @@ impl Vendor {
         signers: &[&str],
         image: &[u8],
     ) -> PathBuf {
+        self.build_with(d, name, version, signers, image, &[])
+    }
+
+    /// [`build`](Self::build) with `extra` options (`--delta`).
+    pub fn build_with(
+        &self,
+        d: &Daemon,
+        name: &str,
+        version: &str,
+        signers: &[&str],
+        image: &[u8],
+        extra: &[&str],
+    ) -> PathBuf {
         let rootfs = self.p(&format!("{name}.ext4"));
         fs::write(&rootfs, image).unwrap();
         let out = self.p(&format!("{name}.swu"));
@@ -196,6 +209,7 @@ impl Vendor {
         for s in &signer_paths {
             args.extend(["--signer", s.as_str()]);
         }
+        args.extend(extra);
         self.run(&args);
         PathBuf::from(out)
     }

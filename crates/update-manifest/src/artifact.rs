@@ -48,11 +48,30 @@ pub enum ArtifactError {
         /// Where the chunk that differs starts.
         offset: u64,
     },
+    /// A segment of a delta release's pack differs from the signed delta
+    /// index.
+    #[error(
+        "the delta release's pack bytes from offset {offset} do not match the signed delta index: they were altered in transit or on the server"
+    )]
+    SegmentMismatch {
+        /// Where the segment that differs starts in the pack.
+        offset: u64,
+    },
     /// The chunk index is not the one the manifest signs, or not well formed.
     #[error(
         "the chunk index does not match the signed manifest ({reason}): it was altered or belongs to another release"
     )]
     BadIndex {
+        /// What differs.
+        reason: String,
+    },
+    /// The delta index is not the one the manifest signs, or not well
+    /// formed, or a segment of the pack does not decompress to the blocks it
+    /// lists.
+    #[error(
+        "the delta index does not match the signed manifest ({reason}): it was altered or belongs to another release"
+    )]
+    BadDelta {
         /// What differs.
         reason: String,
     },

@@ -205,7 +205,7 @@ impl ChunkIndex {
 }
 
 /// Fills `buf` unless the stream ends first; returns the bytes read.
-fn read_chunk(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_chunk(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match r.read(&mut buf[filled..]) {

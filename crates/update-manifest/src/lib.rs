@@ -64,6 +64,7 @@
 //!   frozen at an old time (docs/update-security.md, "Trusted time").
 
 pub mod artifact;
+pub mod delta;
 pub mod index;
 pub mod keys;
 pub mod manifest;
@@ -71,12 +72,13 @@ pub mod types;
 mod verify;
 
 pub use artifact::{ArtifactChecker, ArtifactError, CheckedReader};
+pub use delta::{DeltaIndex, DeltaReader};
 pub use index::{ChunkIndex, DEFAULT_CHUNK_LEN, VerifiedChunks};
 pub use keys::{
     KeyError, SigningKey, TrustedRoot, is_development_key, public_key_from_pem, public_key_to_pem,
 };
 pub use manifest::{
-    Artifact, ArtifactIndex, CertifiedKey, KEYRING_FORMAT, Keyring, MANIFEST_FORMAT,
+    Artifact, ArtifactIndex, CertifiedKey, Delta, KEYRING_FORMAT, Keyring, MANIFEST_FORMAT,
     MAX_MANIFEST_LEN, Manifest, Rollout, Sbom, SignedKeyring, SignedManifest, Urgency,
 };
 pub use types::{

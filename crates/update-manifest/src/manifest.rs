@@ -121,6 +121,24 @@ pub struct Sbom {
     pub sha256: Sha256,
 }
 
+/// A delta release ([`crate::delta`]): the delta index the device checks
+/// before anything else, and the pack it fetches the missing segments from
+/// with `Range`. The full artifact stays the release for a device that
+/// cannot reuse anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delta {
+    /// Where the delta index is; mirrors, tried in order (1 to 4).
+    pub urls: Vec<ArtifactUrl>,
+    /// Exact length of the delta index file.
+    pub size: u64,
+    /// SHA-256 of the delta index file.
+    pub sha256: Sha256,
+    /// Where the pack is; mirrors (1 to 4). Each segment's length and
+    /// SHA-256 are in the index.
+    pub pack_urls: Vec<ArtifactUrl>,
+}
+
 /// One release, as signed by an online release-signing key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,6 +179,10 @@ pub struct Manifest {
     /// format 2: manifests without it read as before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sbom: Option<Sbom>,
+    /// The delta release, when the vendor built one. Optional within
+    /// format 2: manifests without it read as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<Delta>,
 }
 
 /// A signing key certified by the root, with its validity period.
@@ -323,6 +345,18 @@ impl Manifest {
         check_count("artifact.index.urls", index.urls.len(), MAX_ARTIFACT_URLS)?;
         if let Some(sbom) = &self.sbom {
             check_count("sbom.urls", sbom.urls.len(), MAX_ARTIFACT_URLS)?;
+        }
+        if let Some(delta) = &self.delta {
+            check_count("delta.urls", delta.urls.len(), MAX_ARTIFACT_URLS)?;
+            check_count("delta.pack_urls", delta.pack_urls.len(), MAX_ARTIFACT_URLS)?;
+            if delta.size > crate::delta::MAX_INDEX_LEN as u64 {
+                return Err(Rejection::Malformed {
+                    reason: format!(
+                        "delta.size is {}, more than a delta index may be",
+                        delta.size
+                    ),
+                });
+            }
         }
         if !ChunkIndex::chunk_len_is_valid(index.chunk_len) {
             return Err(Rejection::Malformed {

@@ -10,7 +10,7 @@ use super::topics::Topics;
 pub const STATUS_SCHEMA: u32 = 3;
 
 /// The retained status message. `state` is the update agent's state
-/// (`"idle"`, `"available"`, `"downloading"`, `"installing"`, `"waiting-to-reboot"`,
+/// (`"starting"`, `"idle"`, `"available"`, `"downloading"`, `"installing"`, `"waiting-to-reboot"`,
 /// `"rebooting"`, `"checking"`, `"failed"`, `"unavailable"`; docs/mqtt.md),
 /// `"idle"` on a device without automatic updates. The last will carries
 /// `"offline"`.

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use update_manifest::{DeviceFacts, Rejection, Timestamp, TrustedRoot, Urgency};
 
 use super::config::UpdateConfig;
-use super::download::{ChannelReader, Fetcher};
+use super::download::{ChannelReader, Fetcher, Span};
 use super::lifecycle::{
     Candidate, Effect, Event, Failure, Lifecycle, Memory, Now, Refusal, Rules, Unhealthy, Verdict,
 };
@@ -680,8 +680,9 @@ impl Agent {
         let target = self.lifecycle.memory().pending.as_ref().map(|p| p.target);
         let target = target.ok_or("no install is pending")?;
 
-        // `super::install` asks for the chunk index, then the artifact;
-        // `delivered` counts the artifact's bytes.
+        // `super::install` asks for the chunk index, then the artifact (or,
+        // for a delta release, its index, then parts of its pack);
+        // `delivered` counts the bytes downloaded so far.
         let first_chunk = u64::from(manifest.artifact.index.chunk_len);
         let delivered = Arc::new(AtomicU64::new(0));
         let downloads = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -689,25 +690,48 @@ impl Agent {
             let runtime = tokio::runtime::Handle::current();
             let fetcher = self.fetcher.clone();
             let artifact = manifest.artifact.clone();
+            let delta = manifest.delta.clone();
             let (delivered, downloads) = (delivered.clone(), downloads.clone());
             move |part: Part| -> std::io::Result<Box<dyn std::io::Read + Send>> {
-                if part == Part::Index {
-                    // One byte more than pinned, so that a longer index is
-                    // judged (and refused) as such.
-                    let limit = usize::try_from(artifact.index.size.saturating_add(1))
-                        .unwrap_or(usize::MAX);
+                // One byte more than pinned, so that a longer file is
+                // judged (and refused) as such.
+                let small = |urls: &[update_manifest::ArtifactUrl], pinned: u64| {
+                    let limit = usize::try_from(pinned.saturating_add(1)).unwrap_or(usize::MAX);
                     let bytes = runtime
-                        .block_on(fetcher.fetch_at_most(&artifact.index.urls, limit))
+                        .block_on(fetcher.fetch_at_most(urls, limit))
                         .map_err(std::io::Error::other)?;
-                    return Ok(Box::new(std::io::Cursor::new(bytes)));
-                }
+                    Ok(Box::new(std::io::Cursor::new(bytes)) as Box<dyn std::io::Read + Send>)
+                };
+                let (urls, span) = match (part, &delta) {
+                    (Part::Index, _) => return small(&artifact.index.urls, artifact.index.size),
+                    (Part::DeltaIndex, Some(delta)) => return small(&delta.urls, delta.size),
+                    (Part::Artifact, _) => (
+                        artifact.urls.clone(),
+                        Span {
+                            start: 0,
+                            len: artifact.size,
+                            whole: true,
+                        },
+                    ),
+                    (Part::Pack { offset, len }, Some(delta)) => (
+                        delta.pack_urls.clone(),
+                        Span {
+                            start: offset,
+                            len,
+                            whole: false,
+                        },
+                    ),
+                    (Part::DeltaIndex | Part::Pack { .. }, None) => {
+                        return Err(std::io::Error::other("the manifest names no delta release"));
+                    }
+                };
                 let (sink, reader) = ChannelReader::pair();
                 let (fetcher, counter) = (fetcher.clone(), delivered.clone());
-                let (urls, size) = (artifact.urls.clone(), artifact.size);
+                let before = counter.load(Ordering::Relaxed);
                 let download = runtime.spawn(async move {
                     fetcher
-                        .stream(&urls, size, sink, move |n| {
-                            counter.store(n, Ordering::Relaxed)
+                        .stream_range(&urls, span, sink, move |n| {
+                            counter.store(before + n, Ordering::Relaxed)
                         })
                         .await
                 });
@@ -724,8 +748,14 @@ impl Agent {
         let root = self.root.clone();
         let client = self.client.clone();
         let selection = Selection::writing(target);
+        let running_slot = self.config.running_slot_device();
         let mut installing = tokio::task::spawn_blocking(move || {
-            super::install(&bytes, open, &root, &facts, now, &client, &selection)
+            let device = super::Device {
+                root: &root,
+                facts: &facts,
+                running_slot: running_slot.as_deref(),
+            };
+            super::install(&bytes, open, &device, now, &client, &selection)
                 .map_err(|e| e.to_string())
         });
         let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -736,15 +766,15 @@ impl Agent {
                     // One stream downloads and installs, from when its
                     // first chunk passed (SWUpdate is asked then): SWUpdate's
                     // figure once it reports one, until then the download's.
+                    // (A delta release may fetch too little to say.)
                     let streamed = delivered.load(Ordering::Relaxed);
-                    if streamed <= first_chunk {
-                        continue;
-                    }
                     let from_swupdate = swupdate_percent.load(Ordering::Relaxed);
                     let shown = if from_swupdate <= 100 {
                         from_swupdate
-                    } else {
+                    } else if streamed > first_chunk {
                         percent(streamed, size)
+                    } else {
+                        continue;
                     };
                     self.lifecycle.step(Event::Progress(shown), Self::now());
                     self.publish();

@@ -90,6 +90,30 @@ pub struct UpdateConfig {
     /// The file systemd-timesyncd creates once the clock is synchronised.
     #[serde(default = "default_time_sync_file")]
     pub time_sync_file: PathBuf,
+    /// Install delta releases (reusing the running slot's blocks) when a
+    /// manifest offers one; `false` downloads every release whole.
+    #[serde(default = "default_true")]
+    pub delta_updates: bool,
+    /// The running slot's block device. Default: the block device the root
+    /// file system is mounted from, among the nodes under /dev that hearthd
+    /// may see (hearthd.service binds the two slots in, read-only).
+    pub running_slot_device: Option<PathBuf>,
+}
+
+impl UpdateConfig {
+    /// Where a delta install reads the running slot, or `None` for none.
+    pub fn running_slot_device(&self) -> Option<PathBuf> {
+        if !self.delta_updates {
+            return None;
+        }
+        self.running_slot_device
+            .clone()
+            .or_else(|| super::slot::root_device(std::path::Path::new("/dev")))
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_hwrevision() -> PathBuf {

@@ -157,7 +157,7 @@ impl Fetcher {
         url: &ArtifactUrl,
         limit: usize,
     ) -> Result<Vec<u8>, DownloadError> {
-        let mut body = self.get(url, 0).await?;
+        let mut body = self.get(url, 0, None).await?;
         let mut out = Vec::new();
         while let Some(chunk) = self.next_chunk(url, &mut body).await? {
             let room = limit - out.len();
@@ -180,7 +180,29 @@ impl Fetcher {
         sink: mpsc::Sender<io::Result<Bytes>>,
         progress: impl Fn(u64),
     ) -> Result<(), DownloadError> {
-        let result = self.stream_inner(urls, size, &sink, &progress).await;
+        self.stream_range(
+            urls,
+            Span {
+                start: 0,
+                len: size,
+                whole: true,
+            },
+            sink,
+            progress,
+        )
+        .await
+    }
+
+    /// [`stream`](Self::stream) of `part` of the file: `Range` requests
+    /// from the start (a delta release's pack segments).
+    pub async fn stream_range(
+        &self,
+        urls: &[ArtifactUrl],
+        part: Span,
+        sink: mpsc::Sender<io::Result<Bytes>>,
+        progress: impl Fn(u64),
+    ) -> Result<(), DownloadError> {
+        let result = self.stream_inner(urls, part, &sink, &progress).await;
         if let Err(error) = &result
             && !matches!(error, DownloadError::ReceiverGone)
         {
@@ -192,7 +214,7 @@ impl Fetcher {
     async fn stream_inner(
         &self,
         urls: &[ArtifactUrl],
-        size: u64,
+        part: Span,
         sink: &mpsc::Sender<io::Result<Bytes>>,
         progress: &impl Fn(u64),
     ) -> Result<(), DownloadError> {
@@ -203,7 +225,7 @@ impl Fetcher {
             // Mirrors in turn: a mirror that fails hands over to the next.
             let url = &urls[attempt as usize % urls.len().max(1)];
             match self
-                .stream_from(url, size, &mut delivered, sink, progress)
+                .stream_from(url, part, &mut delivered, sink, progress)
                 .await
             {
                 Ok(()) => return Ok(()),
@@ -223,12 +245,14 @@ impl Fetcher {
     async fn stream_from(
         &self,
         url: &ArtifactUrl,
-        size: u64,
+        part: Span,
         delivered: &mut u64,
         sink: &mpsc::Sender<io::Result<Bytes>>,
         progress: &impl Fn(u64),
     ) -> Result<(), DownloadError> {
-        let mut body = self.get(url, *delivered).await?;
+        let size = part.len;
+        let end = (!part.whole).then(|| part.start + part.len - 1);
+        let mut body = self.get(url, part.start + *delivered, end).await?;
         while let Some(chunk) = self.next_chunk(url, &mut body).await? {
             if *delivered + chunk.len() as u64 > size {
                 return Err(DownloadError::TooLong {
@@ -251,12 +275,14 @@ impl Fetcher {
         Ok(())
     }
 
-    /// Sends `GET` (with `Range` from `offset` when above 0) and returns
-    /// the body once the status says it starts at `offset`.
+    /// Sends `GET` (with `Range` from `offset` when above 0, or up to
+    /// `end` inclusive when given) and returns the body once the status
+    /// says it starts at `offset`.
     async fn get(
         &self,
         url: &ArtifactUrl,
         offset: u64,
+        end: Option<u64>,
     ) -> Result<hyper::body::Incoming, DownloadError> {
         let target =
             Target::parse(url).ok_or_else(|| failed(url, "cannot parse the URL".into()))?;
@@ -291,8 +317,10 @@ impl Fetcher {
                 header::USER_AGENT,
                 concat!("hearthd/", env!("CARGO_PKG_VERSION")),
             );
-        if offset > 0 {
-            request = request.header(header::RANGE, format!("bytes={offset}-"));
+        let ranged = offset > 0 || end.is_some();
+        if ranged {
+            let end = end.map(|e| e.to_string()).unwrap_or_default();
+            request = request.header(header::RANGE, format!("bytes={offset}-{end}"));
         }
         let request = request
             .body(Empty::<Bytes>::new())
@@ -308,9 +336,9 @@ impl Fetcher {
                 .get(header::CONTENT_RANGE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with(&format!("bytes {offset}-")));
-        match (offset, status) {
-            (0, StatusCode::OK) => Ok(response.into_body()),
-            (_, _) if offset > 0 && resumed => Ok(response.into_body()),
+        match (ranged, status) {
+            (false, StatusCode::OK) => Ok(response.into_body()),
+            (true, _) if resumed => Ok(response.into_body()),
             (_, StatusCode::OK) => Err(failed(
                 url,
                 "the server ignored the Range request; cannot resume".into(),
@@ -356,6 +384,17 @@ fn failed(url: &ArtifactUrl, reason: String) -> DownloadError {
         url: url.to_string(),
         reason,
     }
+}
+
+/// Which bytes of a file [`Fetcher::stream_range`] delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// The first byte.
+    pub start: u64,
+    /// How many.
+    pub len: u64,
+    /// The whole file (`start` 0): a plain `GET`, `Range` only to resume.
+    pub whole: bool,
 }
 
 /// Host, port and request target of an `https://` URL.

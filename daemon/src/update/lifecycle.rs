@@ -470,6 +470,7 @@ impl Lifecycle {
                 return;
             }
         };
+        self.status.state = State::Idle;
         let case = classify(self.memory.pending.as_ref(), ustate, self.rules.running);
         tracing::info!(?ustate, slot = %self.rules.running, ?case, "update state after boot");
         match case {
@@ -1080,8 +1081,10 @@ mod tests {
         /// Booted on slot A with nothing pending.
         fn ready(automatic: bool) -> Rig {
             let mut rig = Rig::new(Memory::default(), automatic);
+            assert_eq!(rig.state(), State::Starting);
             assert_eq!(rig.step(Event::Booted(Ok(UpdateState::Ok))), []);
             assert_eq!(rig.life.phase(), &Phase::Ready);
+            assert_eq!(rig.state(), State::Idle);
             rig
         }
 
@@ -1266,6 +1269,8 @@ mod tests {
             ..Memory::default()
         };
         let mut rig = Rig::new(memory, true);
+        // Until the boot state is read, the owner is not told "idle".
+        assert_eq!(rig.state(), State::Starting);
         let effects = rig.step(Event::Booted(Ok(UpdateState::Failed)));
         let memory = remembered(&effects)[0];
         assert_eq!(memory.pending, None);

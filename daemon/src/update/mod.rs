@@ -33,8 +33,17 @@
 //!    `ustate` is put back (`SET_UPDATE_STATE`), so a failed attempt does
 //!    not look like an installed update to the next boot or to suricatta.
 //!
-//! Memory stays flat (one chunk, plus the index: 32 bytes per chunk) and
-//! nothing is stored.
+//! A **delta release** (the manifest's `delta`, and a running slot hearthd
+//! can read: [`Device::running_slot`]) replaces steps 3 and 4: the delta
+//! index the manifest pins is fetched and checked, the running slot is
+//! scanned for the new image's blocks, and the delta `.swu` is rebuilt from
+//! them and from the pack segments the slot lacks (`Range` requests), each
+//! block checked against the index before it goes on, each fetched segment
+//! before it is decompressed (`update_manifest::delta`). Steps 2 and 5 are
+//! the same. A slot that cannot be read means the full release instead.
+//!
+//! Memory stays flat (one chunk, plus the index: 32 bytes per chunk; a
+//! delta's index holds 32 bytes per 4 KiB block) and nothing is stored.
 //!
 //! On success [`install`] returns [`Installed`]: what to persist *after the
 //! new slot is confirmed* ([`UpdateRecords::confirm`]), not now. Raising
@@ -90,6 +99,17 @@ pub enum Part {
     Index,
     /// The artifact: streamed into SWUpdate, chunk by chunk as checked.
     Artifact,
+    /// The delta index (a delta release): small, read whole and checked
+    /// against the manifest.
+    DeltaIndex,
+    /// `len` bytes of the delta release's pack from `offset` (an HTTP
+    /// `Range` request): segments the running slot does not hold.
+    Pack {
+        /// Where in the pack.
+        offset: u64,
+        /// How many bytes.
+        len: u64,
+    },
 }
 
 /// A release SWUpdate has installed into the inactive slot, not yet
@@ -203,16 +223,15 @@ impl UpdateError {
 /// ([`UpdateRecord::device_facts`]); `now` from a clock the device trusts.
 /// Blocking: call it from `spawn_blocking`. See the module documentation
 /// for the order of checks and what is persisted when.
-pub fn install<R: Read>(
+pub fn install<R: Read + Send + 'static>(
     manifest_bytes: &[u8],
     open: impl FnMut(Part) -> io::Result<R>,
-    root: &TrustedRoot,
-    facts: &DeviceFacts,
+    device: &Device<'_>,
     now: Timestamp,
     client: &swupdate_rs::Client,
     selection: &Selection,
 ) -> Result<Installed, UpdateError> {
-    let result = install_inner(manifest_bytes, open, root, facts, now, client, selection);
+    let result = install_inner(manifest_bytes, open, device, now, client, selection);
     match &result {
         Ok(done) => tracing::info!(
             version = %done.version,
@@ -225,40 +244,135 @@ pub fn install<R: Read>(
     result
 }
 
-fn install_inner<R: Read>(
+/// What [`install`] checks a release against and installs it over.
+#[derive(Debug, Clone, Copy)]
+pub struct Device<'a> {
+    /// The release root in the read-only image.
+    pub root: &'a TrustedRoot,
+    /// Model, hardware revision, installed version and floors.
+    pub facts: &'a DeviceFacts,
+    /// The running slot's block device, whose blocks a delta release
+    /// reuses; `None` downloads every release whole.
+    pub running_slot: Option<&'a std::path::Path>,
+}
+
+fn install_inner<R: Read + Send + 'static>(
     manifest_bytes: &[u8],
     mut open: impl FnMut(Part) -> io::Result<R>,
-    root: &TrustedRoot,
-    facts: &DeviceFacts,
+    device: &Device<'_>,
     now: Timestamp,
     client: &swupdate_rs::Client,
     selection: &Selection,
 ) -> Result<Installed, UpdateError> {
     // 1. Nothing is fetched until the manifest passed.
-    let release = update_manifest::verify(manifest_bytes, root, facts, now)?;
+    let release = update_manifest::verify(manifest_bytes, device.root, device.facts, now)?;
     let version = release.version();
     let refused = |e: io::Error| match ArtifactError::from_io(e) {
         Ok(source) => UpdateError::Artifact { version, source },
         Err(source) => UpdateError::Read { version, source },
     };
+    let read_pinned = |part: io::Result<R>, pinned: u64| -> Result<Vec<u8>, UpdateError> {
+        let mut bytes = Vec::new();
+        part.and_then(|r| r.take(pinned.saturating_add(1)).read_to_end(&mut bytes))
+            .map_err(refused)?;
+        Ok(bytes)
+    };
+
+    // A delta release: the delta index the manifest signs, then the running
+    // slot scanned for the blocks it lists.
+    if let (Some(slot_path), Some(delta)) = (device.running_slot, &release.manifest().delta) {
+        let index = {
+            let bytes = read_pinned(open(Part::DeltaIndex), delta.size)?;
+            update_manifest::DeltaIndex::from_signed(&bytes, delta)
+                .map_err(|source| UpdateError::Artifact { version, source })?
+        };
+        match scan_slot(slot_path, &index) {
+            Ok((slot, located)) => {
+                tracing::info!(
+                    slot = %slot_path.display(),
+                    found = located.found(),
+                    scanned = located.scanned(),
+                    "delta update: the running slot holds these blocks of the new release"
+                );
+                let pack = move |offset, len| {
+                    open(Part::Pack { offset, len }).map(|r| Box::new(r) as Box<dyn Read + Send>)
+                };
+                let mut reader = update_manifest::DeltaReader::new(&index, located, slot, pack);
+                let installed = stream(
+                    &release,
+                    &mut reader,
+                    index.swu_len(),
+                    device.facts,
+                    client,
+                    selection,
+                );
+                let counts = reader.counts();
+                tracing::info!(
+                    reused_blocks = counts.reused_blocks,
+                    zero_blocks = counts.zero_blocks,
+                    fetched_segments = counts.fetched_segments,
+                    fetched_bytes = counts.fetched_bytes,
+                    pack_bytes = index.pack_len(),
+                    "delta update: what was reused and fetched"
+                );
+                return installed;
+            }
+            Err(error) => tracing::warn!(
+                slot = %slot_path.display(),
+                %error,
+                "cannot read the running slot for a delta update; downloading the whole release instead"
+            ),
+        }
+    }
 
     // 3. The chunk index the manifest signs (never more than its length).
     let index: ChunkIndex = {
-        let pinned = release.manifest().artifact.index.size;
-        let mut bytes = Vec::new();
-        open(Part::Index)
-            .and_then(|r| r.take(pinned.saturating_add(1)).read_to_end(&mut bytes))
-            .map_err(refused)?;
+        let bytes = read_pinned(open(Part::Index), release.manifest().artifact.index.size)?;
         release
             .chunk_index(&bytes)
             .map_err(|source| UpdateError::Artifact { version, source })?
     };
 
     // 4. The one download, checked chunk by chunk (the last one also
-    //    against the whole artifact's SHA-256); its first chunk before
-    //    SWUpdate hears of the install.
+    //    against the whole artifact's SHA-256).
     let artifact = open(Part::Artifact).map_err(refused)?;
-    let mut reader = index.verified(CheckedReader::new(artifact, release.artifact_checker()));
+    let reader = index.verified(CheckedReader::new(artifact, release.artifact_checker()));
+    stream(
+        &release,
+        reader,
+        index.artifact_len(),
+        device.facts,
+        client,
+        selection,
+    )
+}
+
+/// Opens the running slot and finds the blocks of the new image it holds.
+fn scan_slot(
+    path: &std::path::Path,
+    index: &update_manifest::DeltaIndex,
+) -> io::Result<(std::fs::File, update_manifest::delta::Located)> {
+    let mut slot = std::fs::File::open(path)?;
+    let located = index.locate(&mut io::BufReader::with_capacity(1 << 20, &mut slot))?;
+    Ok((slot, located))
+}
+
+/// Streams `reader` (`len` checked bytes of a signed `.swu`) into SWUpdate:
+/// its first chunk before SWUpdate hears of the install, and SWUpdate
+/// held to the manifest's version.
+fn stream(
+    release: &update_manifest::VerifiedRelease,
+    mut reader: impl Read,
+    len: u64,
+    facts: &DeviceFacts,
+    client: &swupdate_rs::Client,
+    selection: &Selection,
+) -> Result<Installed, UpdateError> {
+    let version = release.version();
+    let refused = |e: io::Error| match ArtifactError::from_io(e) {
+        Ok(source) => UpdateError::Artifact { version, source },
+        Err(source) => UpdateError::Read { version, source },
+    };
     let mut first = Vec::with_capacity(CHUNK);
     (&mut reader)
         .take(CHUNK as u64)
@@ -285,7 +399,7 @@ fn install_inner<R: Read>(
             info: format!("hearth {version}"),
             software_set: selection.software_set.clone(),
             running_mode: selection.running_mode.clone(),
-            len: usize::try_from(index.artifact_len()).unwrap_or(0),
+            len: usize::try_from(len).unwrap_or(0),
             ..InstallRequest::default()
         })
         .map_err(start_err)?;

@@ -68,6 +68,37 @@ impl fmt::Display for Slot {
     }
 }
 
+/// The block device the root file system is mounted from (the running
+/// slot: its blocks are what a delta release reuses), found among the
+/// device nodes under `dev`. hearthd's unit shows it only the two slots,
+/// bound in read-only with read-only device access; elsewhere the first
+/// node found is taken. Symbolic links are not followed.
+pub fn root_device(dev: &Path) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/").ok()?.dev();
+    find_block_device(dev, root, 3)
+}
+
+fn find_block_device(dir: &Path, rdev: u64, depth: u32) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.file_type().is_block_device() && meta.rdev() == rdev {
+            return Some(path);
+        }
+        if meta.is_dir()
+            && depth > 0
+            && let Some(found) = find_block_device(&path, rdev, depth - 1)
+        {
+            return Some(found);
+        }
+    }
+    None
+}
+
 /// The running slot could not be determined.
 #[derive(Debug, thiserror::Error)]
 pub enum SlotError {

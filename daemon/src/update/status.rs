@@ -7,6 +7,10 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum State {
+    /// Just started: the boot state the last update left (a trial, a
+    /// fallback, a commit to finish) is not read yet. A few seconds at most;
+    /// until then "idle" could hide a rollback from the owner.
+    Starting,
     /// No release newer than the running one is known.
     Idle,
     /// A release is known and waits: for the owner (automatic updates off),
@@ -32,6 +36,7 @@ pub enum State {
 impl State {
     pub fn as_str(self) -> &'static str {
         match self {
+            State::Starting => "starting",
             State::Idle => "idle",
             State::Available => "available",
             State::Downloading => "downloading",
@@ -88,7 +93,7 @@ pub struct UpdateStatus {
 impl UpdateStatus {
     pub fn starting(running_version: String, automatic: bool) -> UpdateStatus {
         UpdateStatus {
-            state: State::Idle,
+            state: State::Starting,
             running_version,
             running_slot: None,
             release: None,
@@ -112,6 +117,10 @@ impl UpdateStatus {
             "update"
         };
         match self.state {
+            State::Starting => {
+                "Reading what the last update left behind; this takes a few seconds after a start."
+                    .to_owned()
+            }
             State::Idle if self.automatic => {
                 "Your device is up to date. Automatic updates are on.".to_owned()
             }

@@ -114,6 +114,20 @@ impl Daemon {
         self.stderr.lock().expect("lock").clone()
     }
 
+    /// The log once it holds `needle`, or as it is after 10 s: a line is
+    /// read from the daemon's stderr after the request that caused it has
+    /// been answered.
+    pub fn stderr_with(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.stderr();
+            if log.contains(needle) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits for the ready line on the console and parses it.
     pub fn ready(&self) -> Ready {
         let lines = self.lines.as_ref().expect("running");

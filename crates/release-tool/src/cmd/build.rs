@@ -27,6 +27,9 @@ const HELP: &str = "usage: hearth-release build --rootfs FILE --version X.Y.Z --
   --description TEXT (default \"Hearth X.Y.Z for M\")
   --rootfs-name NAME file name inside the .swu (default: the rootfs name + .zst)
   --zstd-level N     1-19 (default 9)
+  --delta            also write the delta release (FILE.swu.delta, FILE.swu.pack) that devices
+                     install by reusing the blocks their running slot holds (needs the
+                     uncompressed rootfs)
   --dev              allow development keys";
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -58,6 +61,8 @@ pub struct Args {
     pub rootfs_name: Option<String>,
     /// zstd level.
     pub zstd_level: u32,
+    /// Also write the delta release.
+    pub delta: bool,
     /// Allow development keys.
     pub dev: bool,
 }
@@ -79,6 +84,7 @@ pub fn main(p: &mut lexopt::Parser) -> Result<(), Error> {
         description: None,
         rootfs_name: None,
         zstd_level: 9,
+        delta: false,
         dev: false,
     };
     while let Some(arg) = p.next()? {
@@ -95,6 +101,7 @@ pub fn main(p: &mut lexopt::Parser) -> Result<(), Error> {
             Long("description") => a.description = Some(cli::string(p)?),
             Long("rootfs-name") => a.rootfs_name = Some(cli::string(p)?),
             Long("zstd-level") => a.zstd_level = cli::parse(p, "zstd-level")?,
+            Long("delta") => a.delta = true,
             Long("dev") => a.dev = true,
             Long("help") => return cli::help(HELP),
             _ => return Err(arg.unexpected().into()),
@@ -127,6 +134,20 @@ pub fn run(a: &Args) -> Result<(Sha256, u64), Error> {
     }
     if a.out.exists() {
         return Err(Error::Exists(a.out.clone()));
+    }
+    if a.delta {
+        if starts_with_zstd_magic(&a.rootfs)? {
+            return Err(Error::Usage(
+                "--delta needs the uncompressed root file system: its blocks are what devices reuse"
+                    .into(),
+            ));
+        }
+        let (index, pack) = delta_files(&a.out);
+        for file in [index, pack] {
+            if file.exists() {
+                return Err(Error::Exists(file));
+            }
+        }
     }
     let mut signers = Vec::new();
     for s in &a.signers {
@@ -188,22 +209,7 @@ fn build_in(
         ));
     }
 
-    let desc = swu::fill_template(
-        template,
-        &TemplateValues {
-            version: a.version,
-            description: a
-                .description
-                .clone()
-                .unwrap_or_else(|| format!("Hearth {} for {}", a.version, a.model)),
-            model: a.model.clone(),
-            hw_revisions: a.hw_revisions.clone(),
-            rootfs_file: rootfs_file.clone(),
-            slot_a: a.slot_a.clone(),
-            slot_b: a.slot_b.clone(),
-            rootfs_sha256: sha,
-        },
-    )?;
+    let desc = swu::fill_template(template, &template_values(a, &rootfs_file, sha))?;
     let desc_path = work.join("sw-description");
     let sig_path = work.join("sw-description.sig");
     fs::write(&desc_path, &desc).map_err(Error::io(&desc_path))?;
@@ -234,7 +240,147 @@ fn build_in(
         return Err(Error::Exists(a.out.clone()));
     }
     fs::rename(&tmp, &a.out).map_err(Error::io(&a.out))?;
+    if a.delta {
+        build_delta(a, template, signers, work, &rootfs_file)?;
+    }
     Ok((swu_sha, swu_len))
+}
+
+fn template_values(a: &Args, rootfs_file: &str, rootfs_sha256: Sha256) -> TemplateValues {
+    TemplateValues {
+        version: a.version,
+        description: a
+            .description
+            .clone()
+            .unwrap_or_else(|| format!("Hearth {} for {}", a.version, a.model)),
+        model: a.model.clone(),
+        hw_revisions: a.hw_revisions.clone(),
+        rootfs_file: rootfs_file.to_owned(),
+        slot_a: a.slot_a.clone(),
+        slot_b: a.slot_b.clone(),
+        rootfs_sha256,
+    }
+}
+
+/// The delta index and the pack of the `.swu` at `swu`.
+pub use update_manifest::delta::files_beside as delta_files;
+
+/// Writes the delta release (update_manifest::delta): the pack of the
+/// uncompressed rootfs, and the index with the delta `.swu`'s own signed
+/// sw-description, whose image entry is the rootfs as stored zstd blocks.
+fn build_delta(
+    a: &Args,
+    template: &str,
+    signers: &[(PathBuf, PathBuf)],
+    work: &Path,
+    rootfs_file: &str,
+) -> Result<(), Error> {
+    use update_manifest::delta::{self, DeltaIndex, DeltaParts};
+    let segment_len = delta::DEFAULT_SEGMENT_LEN;
+    let (index_path, pack_path) = delta_files(&a.out);
+    let pack_tmp = tmp_name(&pack_path);
+    let open_rootfs = || {
+        fs::File::open(&a.rootfs)
+            .map(std::io::BufReader::new)
+            .map_err(Error::io(&a.rootfs))
+    };
+    let packed = (|| -> std::io::Result<delta::Packed> {
+        let mut pack = std::io::BufWriter::new(fs::File::create(&pack_tmp)?);
+        let len = fs::metadata(&a.rootfs)?.len();
+        let bar = progress::bytes(len, "packing the delta");
+        let packed = delta::pack_image(
+            bar.wrap_read(open_rootfs().map_err(std::io::Error::other)?),
+            segment_len,
+            i32::try_from(a.zstd_level).unwrap_or(9),
+            &mut pack,
+        )?;
+        bar.finish_and_clear();
+        pack.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        Ok(packed)
+    })()
+    .map_err(Error::io(&pack_tmp))?;
+    if packed.entry_len > swu::MAX_ENTRY {
+        return Err(Error::Msg(
+            "the delta's image entry is 4 GiB or more, beyond the cpio limit".into(),
+        ));
+    }
+
+    let desc = swu::fill_template(
+        template,
+        &template_values(a, rootfs_file, packed.entry_sha256),
+    )?;
+    let desc_path = work.join("delta-sw-description");
+    let sig_path = work.join("delta-sw-description.sig");
+    fs::write(&desc_path, &desc).map_err(Error::io(&desc_path))?;
+    openssl::cms_sign(&desc_path, &sig_path, signers)?;
+    let sig = fs::read(&sig_path).map_err(Error::io(&sig_path))?;
+    let mut head = Vec::new();
+    let mut tail = Vec::new();
+    (|| -> std::io::Result<()> {
+        swu::write_entry(&mut head, 1, "sw-description", desc.as_bytes())?;
+        swu::write_entry(&mut head, 2, "sw-description.sig", &sig)?;
+        swu::write_header(
+            &mut head,
+            3,
+            rootfs_file,
+            packed.entry_len,
+            packed.entry_sum,
+        )?;
+        let pad = swu::pad4(usize::try_from(packed.entry_len % 4).unwrap_or(0));
+        tail.extend_from_slice(&[0u8; 3][..pad]);
+        swu::write_trailer(&mut tail)
+    })()
+    .map_err(Error::io(&index_path))?;
+
+    // The delta .swu's SHA-256, over the stream the device will rebuild.
+    let mut hashed = HashSink::default();
+    hashed.0.update(&head);
+    delta::image_entry(open_rootfs()?, segment_len, &mut hashed).map_err(Error::io(&a.rootfs))?;
+    hashed.0.update(&tail);
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(hashed.0.finish().as_ref());
+    let swu_len = head.len() as u64 + packed.entry_len + tail.len() as u64;
+    let index = DeltaIndex::new(DeltaParts {
+        segment_len,
+        image_len: packed.image_len,
+        swu_len,
+        swu_sha256: Sha256::from_bytes(digest),
+        head,
+        tail,
+        blocks: packed.blocks,
+        segments: packed.segments,
+    })?;
+    let index_tmp = tmp_name(&index_path);
+    fs::write(&index_tmp, index.to_bytes()).map_err(Error::io(&index_tmp))?;
+    fs::rename(&pack_tmp, &pack_path).map_err(Error::io(&pack_path))?;
+    fs::rename(&index_tmp, &index_path).map_err(Error::io(&index_path))?;
+    eprintln!(
+        "hearth-release: delta release {} and {} written: {} segments, {} bytes packed",
+        index_path.display(),
+        pack_path.display(),
+        index.segments().len(),
+        index.pack_len()
+    );
+    Ok(())
+}
+
+/// Hashes what is written into it.
+struct HashSink(ring::digest::Context);
+
+impl Default for HashSink {
+    fn default() -> Self {
+        HashSink(ring::digest::Context::new(&ring::digest::SHA256))
+    }
+}
+
+impl Write for HashSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn starts_with_zstd_magic(path: &Path) -> Result<bool, Error> {

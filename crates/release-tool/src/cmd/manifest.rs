@@ -11,12 +11,12 @@ use std::fs;
 use std::path::PathBuf;
 
 use update_manifest::{
-    Artifact, ArtifactIndex, ArtifactUrl, DEFAULT_CHUNK_LEN, DeviceFacts, HardwareRevision, Label,
-    MANIFEST_FORMAT, Manifest, Model, Rollout, Sbom, SignedKeyring, Timestamp, TrustedRoot,
-    Urgency, Version,
+    Artifact, ArtifactIndex, ArtifactUrl, DEFAULT_CHUNK_LEN, Delta, DeltaIndex, DeviceFacts,
+    HardwareRevision, Label, MANIFEST_FORMAT, Manifest, Model, Rollout, Sbom, Sha256,
+    SignedKeyring, Timestamp, TrustedRoot, Urgency, Version,
 };
 
-use super::build::{hash_file, index_file};
+use super::build::{delta_files, hash_file, index_file};
 use super::certify::load_keyring;
 use crate::keyfiles::{KeyFiles, write_replace};
 use crate::{Error, cli, swu};
@@ -38,6 +38,8 @@ const HELP: &str = "usage: hearth-release manifest --artifact FILE.swu --key PRE
   --chunk-kib N          chunk length of the chunk index: 64, 128, 256 (default), 512 or 1024
   --sbom FILE            the release's SBOM (hearth-release sbom, or the Yocto build's SPDX):
                          its size and SHA-256 are signed in; publish lays it beside the artifact
+  --delta                sign in the delta release build --delta wrote beside the artifact
+                         (FILE.swu.delta, FILE.swu.pack); publish lays them beside it
   --dev                  allow development keys";
 
 /// Parses and runs.
@@ -61,6 +63,7 @@ pub fn main(p: &mut lexopt::Parser) -> Result<(), Error> {
         product: "Hearth".parse()?,
         chunk_len: DEFAULT_CHUNK_LEN,
         sbom: None,
+        delta: false,
         dev: false,
     };
     let mut req: [Option<String>; 8] = Default::default();
@@ -109,6 +112,7 @@ pub fn main(p: &mut lexopt::Parser) -> Result<(), Error> {
                 }
             }
             Long("sbom") => a.sbom = Some(cli::path(p)?),
+            Long("delta") => a.delta = true,
             Long("dev") => a.dev = true,
             Long("help") => return cli::help(HELP),
             _ => return Err(arg.unexpected().into()),
@@ -175,6 +179,8 @@ pub struct Args {
     pub chunk_len: u32,
     /// The release's SBOM, named and hashed in the manifest.
     pub sbom: Option<PathBuf>,
+    /// Sign in the delta release beside the artifact.
+    pub delta: bool,
     /// Allow development keys.
     pub dev: bool,
 }
@@ -192,7 +198,12 @@ pub fn artifact_url(
 /// Where the chunk index of the artifact at `artifact` is published: the
 /// same path with `.index` appended.
 pub fn index_url(artifact: &ArtifactUrl) -> Result<ArtifactUrl, Error> {
-    Ok(format!("{artifact}.index").parse()?)
+    suffixed(artifact, ".index")
+}
+
+/// `url` with `suffix` appended (the files published beside the artifact).
+pub fn suffixed(url: &ArtifactUrl, suffix: &str) -> Result<ArtifactUrl, Error> {
+    Ok(format!("{url}{suffix}").parse()?)
 }
 
 fn file_name(path: &std::path::Path) -> String {
@@ -291,6 +302,33 @@ pub fn run(a: &Args) -> Result<Manifest, Error> {
         }
         None => None,
     };
+    let delta = if a.delta {
+        let (index_path, pack_path) = delta_files(&a.artifact);
+        let bytes = fs::read(&index_path).map_err(Error::io(&index_path))?;
+        let index = DeltaIndex::parse(&bytes)?;
+        let pack_len = fs::metadata(&pack_path)
+            .map_err(Error::io(&pack_path))?
+            .len();
+        if pack_len != index.pack_len() {
+            return Err(Error::Msg(format!(
+                "{} is {pack_len} bytes, its index {} says {}: build the release again",
+                pack_path.display(),
+                index_path.display(),
+                index.pack_len()
+            )));
+        }
+        let with = |suffix| -> Result<Vec<ArtifactUrl>, Error> {
+            urls.iter().map(|u| suffixed(u, suffix)).collect()
+        };
+        Some(Delta {
+            urls: with(".delta")?,
+            size: bytes.len() as u64,
+            sha256: Sha256::digest(&bytes),
+            pack_urls: with(".pack")?,
+        })
+    } else {
+        None
+    };
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
         product: a.product.clone(),
@@ -315,6 +353,7 @@ pub fn run(a: &Args) -> Result<Manifest, Error> {
         expires: now.plus_seconds(i64::from(a.expires_days) * 86_400),
         key_id: key.key_id(),
         sbom,
+        delta,
     };
     let signed = manifest
         .clone()

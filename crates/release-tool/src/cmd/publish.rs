@@ -14,7 +14,12 @@
 //! OUT/<base path>/<model>/<version>/<file>.swu
 //! OUT/<base path>/<model>/<version>/<file>.swu.index
 //! OUT/<base path>/<model>/<version>/<sbom file>   (when the manifest names one)
+//! OUT/<base path>/<model>/<version>/<file>.swu.delta, <file>.swu.pack   (a delta release)
 //! ```
+//!
+//! A delta release's index and pack are taken from beside `--artifact`
+//! (where `build --delta` wrote them); the pack is checked segment by
+//! segment against the signed index before it is published.
 
 use std::fs;
 use std::io::Read;
@@ -163,12 +168,17 @@ pub fn run(
             Some(target)
         }
     };
+    let delta_targets = match &m.delta {
+        Some(delta) => publish_delta(delta, artifact, out)?,
+        None => Vec::new(),
+    };
     let version_manifest = version_dir.join("manifest.json");
     let latest = model_dir.join("latest.json");
     write_replace(&version_manifest, &bytes)?;
     write_replace(&latest, &bytes)?;
     let mut written = vec![target, index_target];
     written.extend(sbom_target);
+    written.extend(delta_targets);
     written.extend([version_manifest, latest]);
     Ok(written)
 }
@@ -176,6 +186,65 @@ pub fn run(
 /// Writes `bytes` (a small file: the chunk index, the SBOM) to `target`
 /// unless it holds them already; different bytes there are refused, since
 /// a published version is immutable.
+/// Lays out the delta index and the pack that `build --delta` wrote beside
+/// `artifact`, each checked against what the manifest signs.
+fn publish_delta(
+    delta: &update_manifest::Delta,
+    artifact: &Path,
+    out: &Path,
+) -> Result<Vec<PathBuf>, Error> {
+    let (index_path, pack_path) = super::build::delta_files(artifact);
+    let bytes = fs::read(&index_path).map_err(Error::io(&index_path))?;
+    let index = update_manifest::DeltaIndex::from_signed(&bytes, delta).map_err(|e| {
+        Error::Msg(format!(
+            "{} is not the delta index the manifest signs ({e})",
+            index_path.display()
+        ))
+    })?;
+    let index_target = out.join(safe_relative(delta.urls[0].path())?);
+    let pack_target = out.join(safe_relative(delta.pack_urls[0].path())?);
+    if pack_target.exists() {
+        check_pack(&pack_target, &index).map_err(|e| {
+            Error::Msg(format!(
+                "{} already holds a different pack ({e}); a published version is immutable, release a new version",
+                pack_target.display()
+            ))
+        })?;
+    } else {
+        check_pack(&pack_path, &index)?;
+        let tmp = tmp_name(&pack_target);
+        fs::copy(&pack_path, &tmp).map_err(Error::io(&tmp))?;
+        check_pack(&tmp, &index)?;
+        fs::rename(&tmp, &pack_target).map_err(Error::io(&pack_target))?;
+    }
+    publish_immutable(&index_target, &bytes, "delta index")?;
+    Ok(vec![index_target, pack_target])
+}
+
+/// Checks each compressed segment of the pack at `path` against `index`.
+fn check_pack(path: &Path, index: &update_manifest::DeltaIndex) -> Result<(), Error> {
+    let mut file = std::io::BufReader::new(fs::File::open(path).map_err(Error::io(path))?);
+    let mut buf = Vec::new();
+    for segment in index.segments() {
+        buf.resize(segment.len as usize, 0);
+        file.read_exact(&mut buf).map_err(Error::io(path))?;
+        if update_manifest::Sha256::digest(&buf) != segment.sha256 {
+            return Err(Error::Msg(format!(
+                "{}: the segment at offset {} is not the one the delta index lists",
+                path.display(),
+                segment.offset
+            )));
+        }
+    }
+    if file.read(&mut [0u8; 1]).map_err(Error::io(path))? != 0 {
+        return Err(Error::Msg(format!(
+            "{} is longer than its delta index says",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 fn publish_immutable(target: &Path, bytes: &[u8], what: &str) -> Result<(), Error> {
     if target.exists() {
         if fs::read(target).map_err(Error::io(target))? != bytes {

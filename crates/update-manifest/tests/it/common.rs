@@ -133,6 +133,7 @@ pub fn manifest(signer: &SigningKey) -> Manifest {
         expires: ts("2027-06-30T00:00:00Z"),
         key_id: signer.key_id(),
         sbom: None,
+        delta: None,
     }
 }
 

@@ -50,7 +50,13 @@ SYSTEMD_SERVICE:${PN} = "hearthd.service hearth-reboot.path hearth-trial-watch.s
 SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 
 do_install:append() {
+    if [ -z "${HEARTH_SLOT_A_DEVICE}" ] || [ -z "${HEARTH_SLOT_B_DEVICE}" ]; then
+        bbfatal "HEARTH_SLOT_A_DEVICE / HEARTH_SLOT_B_DEVICE are not set for MACHINE ${MACHINE}: hearthd.service binds the slots in for delta updates. Use a machine from meta-hearth-bsp."
+    fi
     install -D -m 0644 ${UNPACKDIR}/hearthd.service ${D}${systemd_system_unitdir}/hearthd.service
+    sed -i -e 's#@HEARTH_SLOT_A_DEVICE@#${HEARTH_SLOT_A_DEVICE}#g' \
+        -e 's#@HEARTH_SLOT_B_DEVICE@#${HEARTH_SLOT_B_DEVICE}#g' \
+        ${D}${systemd_system_unitdir}/hearthd.service
     install -D -m 0644 ${UNPACKDIR}/hearth.toml ${D}${nonarch_libdir}/hearth/hearth.toml
     install -D -m 0644 ${UNPACKDIR}/hearthd.sysusers.conf ${D}${nonarch_libdir}/sysusers.d/hearthd.conf
     install -D -m 0644 ${UNPACKDIR}/hearthd.tmpfiles.conf ${D}${nonarch_libdir}/tmpfiles.d/hearthd.conf
@@ -73,7 +79,7 @@ do_install:append() {
         fi
     fi
 }
-do_install[vardeps] += "HEARTH_BOOTLOADER HEARTH_BOARD_RELAY HEARTH_BOARD_RESET_BUTTON"
+do_install[vardeps] += "HEARTH_BOOTLOADER HEARTH_BOARD_RELAY HEARTH_BOARD_RESET_BUTTON HEARTH_SLOT_A_DEVICE HEARTH_SLOT_B_DEVICE"
 
 # QEMU's reset control: a host-only virtual drive labelled HEARTH-RESET
 # (qemu/boot --factory-reset). Only on QEMU machines: on real hardware a USB
