@@ -605,8 +605,11 @@ pub fn generate(repo: &Path) -> Result<Documents, String> {
                     ),
                     f(
                         "Trust anchor",
-                        "the vendor's root public key in the image",
-                        "docs/update-security.md",
+                        format!(
+                            "the vendor's release root, in the image (/usr/share/hearth/swupdate-trust.pem, hearthd's manifests and SWUpdate's CMS alike): key id {}",
+                            crate::updates::declared_root_id()
+                        ),
+                        "docs/update-security.md; the development root here (HEARTH_SWU_TRUST_CERT)",
                     ),
                     f(
                         "Delivery",

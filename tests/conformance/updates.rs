@@ -297,6 +297,18 @@ fn last_error(status: &Value) -> String {
         .to_owned()
 }
 
+/// The key id of the release root the vendor declares (the IXIT's), as the
+/// device's refusals name roots.
+pub fn declared_root_id() -> String {
+    let cert = system_tests::releases::declared_root_cert();
+    let text = std::fs::read_to_string(&cert)
+        .unwrap_or_else(|e| panic!("the declared release root {}: {e}", cert.display()));
+    update_manifest::TrustedRoot::from_cert_pem(&text)
+        .unwrap_or_else(|e| panic!("the declared release root {}: {e}", cert.display()))
+        .key_id()
+        .to_string()
+}
+
 /// The status lines an assessor needs: state, version, slot, error.
 fn brief(status: &Value) -> String {
     let u = &status["update"];
@@ -661,7 +673,11 @@ fn session(out: &mut Cases) {
         ],
     );
     // 5.3-10-2a on its own: a manifest whose signature is valid, by a key
-    // that an impostor's own root certified.
+    // that an impostor's own root certified. The device must name, as the
+    // one root it trusts, the root the vendor declares (the IXIT): a device
+    // that trusts some other root (a staging or a contractor's root) takes
+    // releases the vendor never made.
+    let declared = declared_root_id();
     let (ok, status, fetched) = refuse(
         &lab,
         &mut seen,
@@ -669,17 +685,35 @@ fn session(out: &mut Cases) {
         &String::from_utf8(other_root.manifest_bytes()).expect("text"),
         &["trusts only root key"],
     );
+    let trusted = last_error(&status)
+        .split("trusts only root key ")
+        .nth(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_hexdigit)
+                .collect::<String>()
+        })
+        .unwrap_or_default();
     out.get("5.3-10-2").check(
         "5.3-10-2a the manifest must be signed from the device's root",
-        ok && fetched == 0,
+        ok && fetched == 0 && trusted == declared,
         "a manifest of 9.2.0 whose signature is valid, made by a signing key that a key ring of \
          another root certifies (an impostor's own keys), is refused before anything is fetched, \
-         naming the root it trusts; the vendor's releases, whose key ring the device's root signed, \
-         are accepted (the install below)",
+         and the one root the device names as trusted is the release root the vendor declares \
+         (IXIT); the vendor's releases, whose key ring that root signed, are accepted (the install \
+         below)",
         vec![
             "announced: 9.2.0 signed by an impostor's key under the impostor's own root".to_owned(),
             brief(&status),
             format!("artifact requests caused: {fetched}"),
+            format!(
+                "root the device trusts: {}; root the vendor declares: {declared}",
+                if trusted.is_empty() {
+                    "(not named)"
+                } else {
+                    &trusted
+                }
+            ),
         ],
     );
     out.get("5.3-10-2").check(
@@ -1041,6 +1075,21 @@ fn rfc3339_seconds() {
     assert_eq!(seconds_of_day("2026-11-28T15:40:01Z"), Some(56_401));
     assert_eq!(seconds_of_day("2026-11-28T00:00:05.123Z"), Some(5));
     assert_eq!(seconds_of_day("nonsense"), None);
+}
+
+#[test]
+fn the_declared_root_is_the_development_root_unless_the_lab_says_otherwise() {
+    let fingerprints = std::fs::read_to_string(
+        system_tests::repo_root().join("yocto-layer/meta-hearth/files/dev-keys/fingerprints"),
+    )
+    .expect("fingerprints");
+    let root = declared_root_id();
+    assert!(
+        fingerprints
+            .lines()
+            .any(|l| l.ends_with("hearth-dev-root") && l.starts_with(&root)),
+        "{root}"
+    );
 }
 
 #[test]

@@ -5,8 +5,12 @@
 //! service listens on TCP 8080. Its update lab's device is configured
 //! unlike what the suite expects (HEARTH_WEAKEN_UPDATES, updates.rs): a
 //! security release installs before the postponement limit the suite
-//! counts with, and the restart comes without notice. The child run must
-//! fail, and its report must name the right cases and no others.
+//! counts with, and the restart comes without notice. The image trusts a
+//! release root of its own (the lab signs with it), not the one the vendor
+//! declares. And testssl.sh is given 5 s, too little to scan the device: the
+//! case must be INCONCLUSIVE, never passed on something else's scan. The
+//! child run must fail, and its report must name the right cases and no
+//! others.
 
 use std::process::Command;
 
@@ -19,7 +23,18 @@ const MUST_FAIL: &[(&str, &str)] = &[
         "the security release installs 29 s after it was seen, before the limit the suite counts with",
     ),
     ("5.3-12 (device)", "the device restarts without notice"),
+    (
+        "5.3-10-2",
+        "the image trusts a release root of its own, not the one the vendor declares",
+    ),
 ];
+
+/// Cases that must be INCONCLUSIVE (a required unit did not run), and why:
+/// nothing may stand in for a check of the device that did not finish.
+const MUST_BE_INCONCLUSIVE: &[(&str, &str)] = &[(
+    "TOOL-testssl",
+    "the scan of the device is cut off after 5 s (HEARTH_TESTSSL_SECS), so it never finishes",
+)];
 
 #[test]
 fn a_weakened_image_fails_the_right_cases() {
@@ -42,6 +57,25 @@ fn a_weakened_image_fails_the_right_cases() {
         built.success(),
         "qemu/build-image --variant weak --no-cargo failed ({built})"
     );
+    // The weak image trusts its own release root (build-image made it);
+    // the lab signs with it, completed with the manifest keys the Hearth
+    // development keys have, made the same way.
+    let release_keys = repo.join("qemu/out/weak/release-keys");
+    if !release_keys.join("hearth-dev-keyring.json").is_file() {
+        let script = "make-dev-manifest-keys.sh";
+        std::fs::copy(
+            repo.join("yocto-layer/meta-hearth/files/dev-keys")
+                .join(script),
+            release_keys.join(script),
+        )
+        .expect("copy make-dev-manifest-keys.sh");
+        let made = Command::new("sh")
+            .arg(release_keys.join(script))
+            .env("HEARTH_RELEASE", system_tests::releases::release_tool())
+            .status()
+            .expect("run make-dev-manifest-keys.sh");
+        assert!(made.success(), "making the weak root's key ring failed");
+    }
     let _one = crate::ONE_DEVICE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -54,6 +88,8 @@ fn a_weakened_image_fails_the_right_cases() {
         .env("HEARTH_CONFORMANCE_OUT", &out_dir)
         .env("HEARTH_AUDIT", "0")
         .env("HEARTH_WEAKEN_UPDATES", "1")
+        .env("HEARTH_RELEASE_KEYS", &release_keys)
+        .env("HEARTH_TESTSSL_SECS", "5")
         .env_remove("HEARTH_UPDATE_LAB")
         .env_remove("HEARTH_CONFORMANCE_ONLY")
         .env_remove("HEARTH_DUT")
@@ -89,6 +125,14 @@ fn a_weakened_image_fails_the_right_cases() {
             summary.join("\n")
         );
     }
+    for (id, why) in MUST_BE_INCONCLUSIVE {
+        assert_eq!(
+            verdict(id),
+            "INCONCLUSIVE",
+            "{id} must be INCONCLUSIVE on the weakened run ({why}):\n{}",
+            summary.join("\n")
+        );
+    }
     // The generated matrix must show the ICS's claim for 5.1-1 contradicted.
     let matrix: serde_json::Value = std::fs::read_to_string(out_dir.join("matrix.json"))
         .ok()
@@ -112,7 +156,7 @@ fn a_weakened_image_fails_the_right_cases() {
         .filter(|id| !MUST_FAIL.iter().any(|(m, _)| m == id))
         .map(str::to_owned)
         .collect();
-    // Anything else failing is not explained by the two weaknesses: it may
+    // Anything else failing is not explained by the weaknesses: it may
     // be a real fault, so it is reported rather than let through.
     assert!(
         other_failures.is_empty(),
