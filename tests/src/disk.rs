@@ -97,7 +97,8 @@ impl Disk {
     }
 
     /// Byte ranges of the overlay that the device has written (not inherited
-    /// from the base image).
+    /// from the base image): data, and the zeros and discards that
+    /// `detect-zeroes=unmap` keeps as zero clusters (`qemu/boot`).
     pub fn written_ranges(&self) -> Vec<(u64, u64)> {
         let out = Command::new("qemu-img")
             .args(["map", "--output=json"])
@@ -114,7 +115,7 @@ impl Disk {
         map.as_array()
             .expect("qemu-img map gives a list")
             .iter()
-            .filter(|e| e["depth"] == 0 && e["data"] == true)
+            .filter(|e| e["depth"] == 0)
             .map(|e| {
                 let start = e["start"].as_u64().expect("start");
                 (start, start + e["length"].as_u64().expect("length"))

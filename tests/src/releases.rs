@@ -140,8 +140,19 @@ impl Vendor {
     /// `base` (a slot image) with `IMAGE_VERSION=version`.
     fn rootfs_from(&self, base: &Path, version: &str, kind: Kind) -> PathBuf {
         let out = self.path(&format!("rootfs-{version}.ext4"));
-        std::fs::copy(base, &out)
-            .unwrap_or_else(|e| panic!("copy {} (qemu/build-image makes it): {e}", base.display()));
+        // Sparse, as the image holds it: std::fs::copy would write the
+        // slot's free space out in full (512 MiB per release being built).
+        let status = Command::new("cp")
+            .arg("--sparse=always")
+            .arg(base)
+            .arg(&out)
+            .status()
+            .expect("run cp");
+        assert!(
+            status.success(),
+            "copying {} failed (qemu/build-image makes it)",
+            base.display()
+        );
         let fs = crate::offline::Ext4::file(&out);
         let os_release = String::from_utf8(fs.read("/usr/lib/os-release").expect("os-release"))
             .expect("os-release is text");
