@@ -195,14 +195,19 @@ fn sign(w: &Path, base: &str, out: &str, extra: &[&str]) {
     release(&args);
 }
 
-fn parent(mib: usize, rounds: usize, uplink_mbit: Option<u64>) {
-    // Not under /tmp: swupdate's mount namespace hides the host's /tmp.
+/// The benchmark's work directory, under `target/tmp`: not under /tmp,
+/// since swupdate's mount namespace hides the host's /tmp.
+fn work_dir(prefix: &str) -> tempfile::TempDir {
     let base = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/tmp"));
     fs::create_dir_all(&base).unwrap();
-    let work = tempfile::Builder::new()
-        .prefix("hearth-update-bench-")
+    tempfile::Builder::new()
+        .prefix(prefix)
         .tempdir_in(&base)
-        .unwrap();
+        .unwrap()
+}
+
+fn parent(mib: usize, rounds: usize, uplink_mbit: Option<u64>) {
+    let work = work_dir("hearth-update-bench-");
     let w = work.path();
     let p = |n: &str| w.join(n);
     let size = mib << 20;
@@ -486,16 +491,9 @@ fn over_https(
     );
 }
 
-/// Runs this program as `child MODE SOCKET_DIR ARGS...` against daemon `d`
-/// and returns its install time (s) and peak RSS (MiB).
 /// The delta benchmark: see the module documentation.
 fn delta(old: &Path, new: &Path, rounds: usize) {
-    let base = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/tmp"));
-    fs::create_dir_all(&base).unwrap();
-    let work = tempfile::Builder::new()
-        .prefix("hearth-delta-bench-")
-        .tempdir_in(&base)
-        .unwrap();
+    let work = work_dir("hearth-delta-bench-");
     let w = work.path();
     let p = |n: &str| w.join(n);
     let (old_img, new_img) = (fs::read(old).unwrap(), fs::read(new).unwrap());
@@ -634,7 +632,7 @@ fn index_of_len(swu: &Path) -> u64 {
 }
 
 /// A child's time, peak RSS and pack bytes fetched (`fetched=`, delta only).
-fn child_output(mode: &str, d: &swupdate_testkit::Daemon, args: &[PathBuf]) -> (f64, f64, u64) {
+fn child_output(mode: &str, d: &swupdate_testkit::Daemon, args: &[PathBuf]) -> Run {
     let (seconds, peak, stdout) = run_child(mode, d, args);
     let fetched = stdout
         .lines()
@@ -648,6 +646,8 @@ fn install_in_child(mode: &str, d: &swupdate_testkit::Daemon, args: &[PathBuf]) 
     (seconds, peak)
 }
 
+/// Runs this program as `child MODE SOCKET_DIR ARGS...` against daemon `d`
+/// and returns its install time (s), peak RSS (MiB) and output.
 fn run_child(mode: &str, d: &swupdate_testkit::Daemon, args: &[PathBuf]) -> (f64, f64, String) {
     let out = Command::new(std::env::current_exe().unwrap())
         .arg("child")

@@ -130,6 +130,22 @@ impl Vendor {
         stderr
     }
 
+    /// `publish` of `manifest` and its `artifact` into `www/`, which it
+    /// returns: the static server's document root.
+    pub fn publish(&self, manifest: &Path, artifact: &Path) -> PathBuf {
+        let www = self.path("www");
+        self.run(&[
+            "publish",
+            "--manifest",
+            manifest.to_str().expect("UTF-8 path"),
+            "--artifact",
+            artifact.to_str().expect("UTF-8 path"),
+            "--out",
+            www.to_str().expect("UTF-8 path"),
+        ]);
+        www
+    }
+
     /// The root certificate SWUpdate trusts (`swupdate -k`).
     pub fn root_cert(&self) -> PathBuf {
         self.path("root.cert.pem")

@@ -138,16 +138,7 @@ fn keygen_certify_build_verify_then_install_writes_the_image_into_slot_b() {
     assert_eq!(d.grubenv_var("bootcount").as_deref(), Some("0"));
 
     // publish lays it out for a static server; the served bytes verify.
-    let www = v.path("www");
-    v.run(&[
-        "publish",
-        "--manifest",
-        manifest.to_str().unwrap(),
-        "--artifact",
-        swu.to_str().unwrap(),
-        "--out",
-        www.to_str().unwrap(),
-    ]);
+    let www = v.publish(&manifest, &swu);
     let served = www.join("hearth/HRH-1/1.1.0/good.swu");
     assert_eq!(fs::read(&served).unwrap(), fs::read(&swu).unwrap());
     assert_eq!(
@@ -484,16 +475,7 @@ fn a_delta_release_rebuilt_from_the_running_slot_and_the_pack_installs_into_slot
     new[150 * BLOCK + 10] ^= 0xff;
     let swu = v.build_with(&d, "delta", "1.1.0", &["signer"], &new, &["--delta"]);
     let manifest = v.manifest(&swu, "signer", &["--delta"]);
-    let www = v.path("www");
-    v.run(&[
-        "publish",
-        "--manifest",
-        manifest.to_str().unwrap(),
-        "--artifact",
-        swu.to_str().unwrap(),
-        "--out",
-        www.to_str().unwrap(),
-    ]);
+    let www = v.publish(&manifest, &swu);
     let served = www.join("hearth/HRH-1/1.1.0");
 
     let release = update_manifest::verify(
