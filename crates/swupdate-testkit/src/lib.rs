@@ -279,6 +279,22 @@ struct Setup {
     log: PathBuf,
 }
 
+/// What swupdate logs once the installation has succeeded.
+const SUCCEEDED: &str = "SWUPDATE successful";
+
+/// How long a one-shot swupdate took, from its start (its start-up
+/// included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// To its exit.
+    pub exited: Duration,
+    /// To the log line that says the installation succeeded (within a few
+    /// milliseconds). The exit can come a second later: swupdate's main
+    /// thread and `-d`'s downloader wait for the result with `sleep(1)`
+    /// ("Main thread sleep again !"), so `exited` measures that poll too.
+    pub installed: Duration,
+}
+
 /// A prepared set-up for `swupdate -i` ([`DaemonBuilder::one_shot`]); its
 /// directory (and slots) lives as long as this value.
 #[derive(Debug)]
@@ -309,9 +325,8 @@ impl OneShot {
     }
 
     /// Runs `swupdate <standard args> -i <swu>` and waits for it to exit.
-    /// Returns the time from starting swupdate to its exit (its start-up
-    /// included), or its log if it failed.
-    pub fn install(&self, swu: &Path) -> Result<Duration, String> {
+    /// Returns its [`Timing`] (start-up included), or its log if it failed.
+    pub fn install(&self, swu: &Path) -> Result<Timing, String> {
         let cmd = self
             .builder
             .command(&self.setup, &[OsString::from("-i"), swu.into()]);
@@ -320,8 +335,8 @@ impl OneShot {
 
     /// Runs `swupdate <standard args> -d "-u <url>"`: SWUpdate's own
     /// downloader (libcurl) fetches and installs, trusting only
-    /// `ca_bundle`. Returns the time to swupdate's exit, or its log.
-    pub fn download(&self, url: &str, ca_bundle: &Path) -> Result<Duration, String> {
+    /// `ca_bundle`. Returns its [`Timing`], or its log if it failed.
+    pub fn download(&self, url: &str, ca_bundle: &Path) -> Result<Timing, String> {
         let cmd = self.builder.command_trusting(
             &self.setup,
             Some(ca_bundle),
@@ -330,14 +345,29 @@ impl OneShot {
         self.run(cmd)
     }
 
-    fn run(&self, mut cmd: Command) -> Result<Duration, String> {
+    fn run(&self, mut cmd: Command) -> Result<Timing, String> {
         let log_file = fs::File::create(&self.setup.log).unwrap();
         cmd.stdout(log_file.try_clone().unwrap()).stderr(log_file);
         let started = Instant::now();
-        let status = cmd.status().expect("cannot start unshare/swupdate");
-        let elapsed = started.elapsed();
+        let mut child = cmd.spawn().expect("cannot start unshare/swupdate");
+        let mut installed = None;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("cannot wait for swupdate") {
+                break status;
+            }
+            if installed.is_none() && self.log().contains(SUCCEEDED) {
+                installed = Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let exited = started.elapsed();
         if status.success() {
-            Ok(elapsed)
+            Ok(Timing {
+                exited,
+                // Logged between the last look and the exit: the exit's
+                // time is the closest bound left.
+                installed: installed.unwrap_or(exited),
+            })
         } else {
             let log = fs::read_to_string(&self.setup.log).unwrap_or_default();
             Err(format!("{log}\n(swupdate ended: {status})"))
