@@ -499,6 +499,36 @@ fn a_flipped_byte_is_refused_at_its_chunk_and_never_reaches_swupdate() {
     );
     assert_only_the_signed_image_in_slot_b(&d, &img, "flipped byte mid-stream");
 
+    // The artifact's last byte (the cpio trailer's padding, which no
+    // image hash covers): the last chunk's entry is the whole artifact's
+    // SHA-256, so that chunk never reaches SWUpdate either.
+    let mut tail = good.clone();
+    let last = good.len() - 1;
+    tail[last] ^= 0x01;
+    let err = install(
+        &d,
+        &v,
+        &manifest,
+        &swu,
+        std::io::Cursor::new(tail),
+        &facts(),
+        Timestamp::now(),
+    )
+    .unwrap_err();
+    println!("flipped last byte: {err}");
+    let offset = (last / chunk * chunk) as u64;
+    assert!(
+        err.to_string()
+            .contains(&format!("from offset {offset} do not match")),
+        "{err}"
+    );
+    assert_not_armed(&d, "flipped last byte");
+    assert_eq!(
+        d.grubenv_var("ustate").as_deref(),
+        Some("0"),
+        "ustate reset"
+    );
+
     // Why hearthd checks each chunk before it streams: the same bytes
     // straight into SWUpdate (installed-directly) overwrite slot B with
     // them before the image's SHA-256 fails, and leave `ustate` for

@@ -1,12 +1,13 @@
 //! Checking the artifact against the manifest: exact size and SHA-256.
 //!
-//! [`CheckedReader`] checks a whole stream against the size and SHA-256
-//! the manifest signs; it can only say so at the end. The device therefore
-//! also checks every chunk on the way, against the signed chunk index
-//! ([`crate::index`]), so SWUpdate never sees a byte that is not part of
-//! the signed release.
+//! [`ArtifactChecker`] checks a whole stream against a size and SHA-256;
+//! it can only say so at the end. The device checks the artifact with the
+//! signed chunk index instead ([`crate::index`]), chunk by chunk and, with
+//! the last, as a whole, so SWUpdate never sees a byte that is not part of
+//! the signed release; the delta stream's tail and `hearth-release
+//! publish` use [`ArtifactChecker`].
 
-use std::io::{self, Read};
+use std::io;
 
 use crate::types::Sha256;
 
@@ -65,6 +66,12 @@ pub enum ArtifactError {
         /// What differs.
         reason: String,
     },
+    /// The chunk index is in the format hearth-release wrote before the
+    /// index held prefix digests.
+    #[error(
+        "the chunk index is in format 1 (a SHA-256 per chunk), which this device no longer reads: the vendor must re-sign the release with a current hearth-release"
+    )]
+    OldIndexFormat,
     /// The delta index is not the one the manifest signs, or not well
     /// formed, or a segment of the pack does not decompress to the blocks it
     /// lists.
@@ -132,9 +139,7 @@ impl ArtifactChecker {
                 expected: self.expected_len,
             });
         }
-        let mut actual = [0u8; 32];
-        actual.copy_from_slice(self.ctx.finish().as_ref());
-        let actual = Sha256::from_bytes(actual);
+        let actual = Sha256::from_ring(self.ctx.finish());
         if actual != self.expected {
             return Err(ArtifactError::DigestMismatch {
                 expected: self.expected,
@@ -145,35 +150,14 @@ impl ArtifactChecker {
     }
 }
 
-/// A reader that checks what passes through it. It never returns more
-/// than the declared size, and instead of the final end-of-file it returns
-/// an `InvalidData` error if the length or digest is wrong, so a consumer
-/// such as `swupdate_rs::Client::install` sees a failed stream, not a
-/// complete one.
-#[derive(Debug)]
-pub struct CheckedReader<R> {
-    inner: R,
-    checker: Option<ArtifactChecker>,
-}
-
-impl<R: Read> CheckedReader<R> {
-    /// Wraps `inner`.
-    pub fn new(inner: R, checker: ArtifactChecker) -> CheckedReader<R> {
-        CheckedReader {
-            inner,
-            checker: Some(checker),
-        }
-    }
-}
-
 pub(crate) fn invalid(e: ArtifactError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 impl ArtifactError {
     /// The `ArtifactError` inside an error of a checked read
-    /// ([`CheckedReader`], [`crate::VerifiedChunks`]), or the read's own
-    /// error (a dropped download) as it was.
+    /// ([`crate::VerifiedChunks`], [`crate::DeltaReader`]), or the read's
+    /// own error (a dropped download) as it was.
     pub fn from_io(e: io::Error) -> Result<ArtifactError, io::Error> {
         if !e.get_ref().is_some_and(|inner| inner.is::<ArtifactError>()) {
             return Err(e);
@@ -188,94 +172,40 @@ impl ArtifactError {
     }
 }
 
-impl<R: Read> Read for CheckedReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0); // not the end of the stream
-        }
-        let Some(checker) = self.checker.as_mut() else {
-            return Ok(0); // checked and finished
-        };
-        // Read at most one byte beyond the declared size, to detect excess.
-        let room = checker.expected_len - checker.seen + 1;
-        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            let checker = self
-                .checker
-                .take()
-                .ok_or_else(|| io::Error::other("checked twice"))?;
-            checker.finish().map_err(invalid)?;
-            return Ok(0);
-        }
-        checker.update(&buf[..n]).map_err(invalid)?;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
-    fn read_all(r: impl Read) -> io::Result<Vec<u8>> {
-        let mut r = r;
-        let mut v = Vec::new();
-        r.read_to_end(&mut v)?;
-        Ok(v)
+    fn check(data: &[u8], sha256: Sha256, len: u64) -> Result<(), ArtifactError> {
+        let mut checker = ArtifactChecker::new(sha256, len);
+        for part in data.chunks(333) {
+            checker.update(part)?;
+        }
+        checker.finish()
     }
 
     #[test]
-    fn good_stream_passes_and_is_unchanged() {
+    fn the_declared_bytes_pass() {
         let data = vec![7u8; 100_000];
-        let c = ArtifactChecker::new(Sha256::digest(&data), data.len() as u64);
-        assert_eq!(read_all(CheckedReader::new(&data[..], c)).unwrap(), data);
+        check(&data, Sha256::digest(&data), data.len() as u64).unwrap();
     }
 
     #[test]
-    fn an_empty_read_buffer_is_not_mistaken_for_the_end() {
-        let data = vec![3u8; 10];
-        let c = ArtifactChecker::new(Sha256::digest(&data), 10);
-        let mut r = CheckedReader::new(&data[..], c);
-        assert_eq!(r.read(&mut []).unwrap(), 0);
-        assert_eq!(read_all(r).unwrap(), data);
-    }
-
-    #[test]
-    fn flipped_byte_fails_at_the_end() {
+    fn a_flipped_byte_fails_at_the_end() {
         let data = vec![7u8; 1000];
         let mut bad = data.clone();
         bad[500] ^= 1;
-        let c = ArtifactChecker::new(Sha256::digest(&data), 1000);
-        let e = read_all(CheckedReader::new(&bad[..], c)).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
-        assert!(e.to_string().contains("sha256"), "{e}");
+        let e = check(&bad, Sha256::digest(&data), 1000).unwrap_err();
+        assert!(matches!(e, ArtifactError::DigestMismatch { .. }), "{e}");
     }
 
     #[test]
     fn longer_and_shorter_streams_fail() {
         let data = vec![1u8; 1000];
-        let c = ArtifactChecker::new(Sha256::digest(&data[..999]), 999);
-        let e = read_all(CheckedReader::new(&data[..], c)).unwrap_err();
+        let e = check(&data, Sha256::digest(&data[..999]), 999).unwrap_err();
         assert!(e.to_string().contains("longer"), "{e}");
-        let c = ArtifactChecker::new(Sha256::digest(&data), 1001);
-        let e = read_all(CheckedReader::new(&data[..], c)).unwrap_err();
+        let e = check(&data, Sha256::digest(&data), 1001).unwrap_err();
         assert!(e.to_string().contains("ended after 1000"), "{e}");
-    }
-
-    #[test]
-    fn endless_stream_is_cut_off_after_the_declared_size() {
-        let c = ArtifactChecker::new(Sha256::digest(b""), 4096);
-        let mut r = CheckedReader::new(io::repeat(0), c);
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0usize;
-        let err = loop {
-            match r.read(&mut buf) {
-                Ok(n) => total += n,
-                Err(e) => break e,
-            }
-        };
-        assert!(total <= 4096);
-        assert!(err.to_string().contains("longer"));
     }
 }

@@ -18,7 +18,7 @@
 //! # On the device
 //!
 //! ```no_run
-//! use update_manifest::{verify, CheckedReader, DeviceFacts, Timestamp, TrustedRoot};
+//! use update_manifest::{verify, DeviceFacts, Timestamp, TrustedRoot};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // The root certificate SWUpdate trusts (-k) is the manifest root too.
 //! let root = TrustedRoot::from_cert_pem(&std::fs::read_to_string("/usr/share/hearth/swupdate-trust.pem")?)?;
@@ -42,9 +42,9 @@
 //! let index = release.chunk_index(&index_bytes)?;
 //! // Stream the one download into SWUpdate: each chunk is handed on only
 //! // once it matched the index, the last one only once the whole
-//! // artifact's size and SHA-256 matched too.
+//! // artifact's size and SHA-256 matched the manifest's too.
 //! # let download = std::io::empty();
-//! let checked = index.verified(CheckedReader::new(download, release.artifact_checker()));
+//! let checked = index.verified(download);
 //! # drop(checked);
 //! // After the new slot is confirmed: persist release.version(),
 //! // raise the floors to release.security_version() and
@@ -71,7 +71,7 @@ pub mod manifest;
 pub mod types;
 mod verify;
 
-pub use artifact::{ArtifactChecker, ArtifactError, CheckedReader};
+pub use artifact::{ArtifactChecker, ArtifactError};
 pub use delta::{DeltaIndex, DeltaReader};
 pub use index::{ChunkIndex, DEFAULT_CHUNK_LEN, VerifiedChunks};
 pub use keys::{

@@ -137,9 +137,13 @@ hex_bytes!(
 impl Sha256 {
     /// The digest of `data`.
     pub fn digest(data: &[u8]) -> Sha256 {
-        let d = ring::digest::digest(&ring::digest::SHA256, data);
+        Sha256::from_ring(ring::digest::digest(&ring::digest::SHA256, data))
+    }
+
+    /// A finished `ring` SHA-256.
+    pub(crate) fn from_ring(digest: ring::digest::Digest) -> Sha256 {
         let mut out = [0u8; 32];
-        out.copy_from_slice(d.as_ref());
+        out.copy_from_slice(digest.as_ref());
         Sha256(out)
     }
 }

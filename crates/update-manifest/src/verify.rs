@@ -274,11 +274,6 @@ impl VerifiedRelease {
     pub fn signed_by(&self) -> KeyId {
         self.manifest.key_id
     }
-    /// A checker for the artifact's exact size and SHA-256, to feed every
-    /// byte through while streaming it into SWUpdate.
-    pub fn artifact_checker(&self) -> crate::ArtifactChecker {
-        crate::ArtifactChecker::new(self.manifest.artifact.sha256, self.manifest.artifact.size)
-    }
     /// The artifact's expected SHA-256.
     pub fn artifact_sha256(&self) -> Sha256 {
         self.manifest.artifact.sha256

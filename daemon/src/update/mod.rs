@@ -17,7 +17,8 @@
 //!    SWUpdate when it reads `sw-description`, before it writes anything.
 //! 3. The artifact's chunk index is fetched (at most the length the
 //!    manifest pins) and must have the SHA-256 the manifest signs
-//!    ([`ChunkIndex`]: one SHA-256 per 256 KiB of artifact).
+//!    ([`ChunkIndex`]: the SHA-256 of the artifact up to the end of each
+//!    256 KiB chunk, the last being the whole artifact's).
 //! 4. The artifact is downloaded once and streamed through
 //!    [`ChunkIndex::verified`] into SWUpdate via `swupdate-rs`, into the
 //!    inactive slot (the [`Selection`] from the running [`Slot`]). Each
@@ -25,8 +26,8 @@
 //!    only bytes of the signed artifact; the first chunk is checked before
 //!    SWUpdate is even asked, so an artifact that is wrong from its start
 //!    (another release, a tampered `sw-description`) leaves both slots
-//!    untouched. The whole artifact's length and SHA-256 are checked too,
-//!    before the last chunk goes on.
+//!    untouched. The last chunk's check is the whole artifact's length and
+//!    SHA-256: one running SHA-256 does both.
 //!    SWUpdate checks the CMS signature, hardware compatibility and the
 //!    image's SHA-256 again.
 //! 5. After any failure once SWUpdate had accepted the request, SWUpdate's
@@ -76,8 +77,7 @@ use std::io::{self, Read, Write};
 
 use swupdate_rs::{InstallRequest, SourceType, UpdateState, VersionsRange};
 use update_manifest::{
-    ArtifactError, CheckedReader, ChunkIndex, DeviceFacts, KeyId, Rejection, Timestamp,
-    TrustedRoot, Version,
+    ArtifactError, ChunkIndex, DeviceFacts, KeyId, Rejection, Timestamp, TrustedRoot, Version,
 };
 
 pub use agent::Updates;
@@ -333,10 +333,10 @@ fn install_inner<R: Read + Send + 'static>(
             .map_err(|source| UpdateError::Artifact { version, source })?
     };
 
-    // 4. The one download, checked chunk by chunk (the last one also
-    //    against the whole artifact's SHA-256).
+    // 4. The one download, checked chunk by chunk (the last check is the
+    //    whole artifact's SHA-256).
     let artifact = open(Part::Artifact).map_err(refused)?;
-    let reader = index.verified(CheckedReader::new(artifact, release.artifact_checker()));
+    let reader = index.verified(artifact);
     stream(
         &release,
         reader,

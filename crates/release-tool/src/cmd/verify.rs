@@ -4,7 +4,7 @@
 //! device runs (chain to the root, expiry, model and hardware, versions,
 //! size cap). With `--artifact`, the artifact's chunk index (as `publish`
 //! serves it) is checked against the manifest, the `.swu` is streamed
-//! through the device's chunk check and `ArtifactChecker` (exact size and
+//! through the device's chunk check (each chunk, then the exact size and
 //! SHA-256), and, as SWUpdate would next, its layout, image hashes and CMS
 //! signature are checked against the root certificate.
 
@@ -150,15 +150,12 @@ pub fn run(a: &Args) -> Result<update_manifest::VerifiedRelease, Error> {
         return Ok(release);
     };
     // 1. As the device streams it: each chunk against the index the
-    //    manifest pins, the last also against the exact size and sha256.
+    //    manifest pins, the last one's check being the exact size and sha256.
     let index = super::build::index_file(artifact, release.manifest().artifact.index.chunk_len)?;
     let index = release.chunk_index(&index.to_bytes())?;
     let f = fs::File::open(artifact).map_err(Error::io(artifact))?;
     let bar = progress::bytes(release.manifest().artifact.size, "checking");
-    let mut checked = index.verified(update_manifest::CheckedReader::new(
-        bar.wrap_read(f),
-        release.artifact_checker(),
-    ));
+    let mut checked = index.verified(bar.wrap_read(f));
     std::io::copy(&mut checked, &mut std::io::sink()).map_err(|e| checked_error(e, artifact))?;
     bar.finish_and_clear();
 

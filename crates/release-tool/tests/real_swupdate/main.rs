@@ -16,9 +16,7 @@ use std::process::Command;
 use hearth_release::testing::{MODEL, REV, Tool, Vendor, image, tamper_sw_description};
 use swupdate_rs::InstallRequest;
 use swupdate_testkit::Daemon;
-use update_manifest::{
-    CheckedReader, DeviceFacts, Rejection, SignedKeyring, Timestamp, TrustedRoot,
-};
+use update_manifest::{ChunkIndex, DeviceFacts, Rejection, SignedKeyring, Timestamp, TrustedRoot};
 
 /// The vendor's side, made with the built tool: a directory with a root,
 /// a certified signing key and a key ring.
@@ -40,9 +38,12 @@ fn facts() -> DeviceFacts {
     }
 }
 
-/// What a device does: verify the manifest with the shared code, check
-/// the whole artifact (this test device has it locally, as after a full
-/// download), then stream it into SWUpdate through the checker.
+/// What a device does: verify the manifest with the shared code, then
+/// stream the artifact into SWUpdate through the chunk check. The index is
+/// made from the artifact at hand, as `hearth-release verify` makes it, so
+/// an altered artifact shows as an index that is not the signed one (the
+/// device's path with the published index and a bad chunk is
+/// `daemon/tests/update.rs`).
 fn device_install(
     d: &Daemon,
     root: &TrustedRoot,
@@ -53,22 +54,17 @@ fn device_install(
 ) -> Result<u64, String> {
     let release = update_manifest::verify(&fs::read(manifest).unwrap(), root, facts, now)
         .map_err(|e| format!("manifest: {e}"))?;
-    let mut pre = release.artifact_checker();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut f = fs::File::open(swu).unwrap();
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        pre.update(&buf[..n])
-            .map_err(|e| format!("artifact: {e}"))?;
-    }
-    pre.finish().map_err(|e| format!("artifact: {e}"))?;
-    let reader = CheckedReader::new(fs::File::open(swu).unwrap(), release.artifact_checker());
+    let chunk_len = release.manifest().artifact.index.chunk_len;
+    let index = ChunkIndex::of(fs::File::open(swu).unwrap(), chunk_len).unwrap();
+    let index = release
+        .chunk_index(&index.to_bytes())
+        .map_err(|e| format!("artifact: {e}"))?;
     let report = d
         .client
-        .install(&InstallRequest::default(), reader)
+        .install(
+            &InstallRequest::default(),
+            index.verified(fs::File::open(swu).unwrap()),
+        )
         .map_err(|e| format!("swupdate: {e}"))?;
     Ok(report.bytes_written)
 }
