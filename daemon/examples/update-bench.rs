@@ -459,6 +459,11 @@ fn over_https(
         mib_s(to)
     );
     println!("  ratio hearthd / swupdate -d:      {:.3}", to / tt);
+    let (mt, mo) = (median(&theirs), median(&ours));
+    println!(
+        "    of the medians:                 {:.3}  ({mo:.2} s against {mt:.2} s)",
+        mo / mt
+    );
     println!(
         "  hearthd peak RSS (VmHWM):         {:.1} MiB",
         hwm.iter().copied().fold(0.0, f64::max)
@@ -475,6 +480,13 @@ fn over_https(
             .collect::<Vec<_>>()
             .join(" ")
     );
+}
+
+/// The middle value (the upper one of an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// The delta benchmark: see the module documentation.

@@ -31,7 +31,7 @@
 //! `hearth-release publish` rebuilds it from the artifact instead of
 //! carrying another file around.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
 use ring::digest::{Context, SHA256};
 
@@ -336,13 +336,26 @@ impl<R: Read> Read for VerifiedChunks<'_, R> {
         if buf.is_empty() {
             return Ok(0);
         }
+        let checked = self.fill_buf()?;
+        let n = buf.len().min(checked.len());
+        buf[..n].copy_from_slice(&checked[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+/// The checked chunk in place, so a caller can hand it on without copying
+/// it again.
+impl<R: Read> BufRead for VerifiedChunks<'_, R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.start == self.end {
             self.next_chunk()?;
         }
-        let n = buf.len().min(self.end - self.start);
-        buf[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
-        self.start += n;
-        Ok(n)
+        Ok(&self.buf[self.start..self.end])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.start = (self.start + amount).min(self.end);
     }
 }
 

@@ -73,7 +73,7 @@ mod record;
 mod slot;
 pub mod status;
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 
 use swupdate_rs::{InstallRequest, SourceType, UpdateState, VersionsRange};
 use update_manifest::{
@@ -85,7 +85,9 @@ pub use config::UpdateConfig;
 pub use record::{FloorWouldFall, RECORD_NAME, RecordError, UpdateRecord, UpdateRecords};
 pub use slot::{Selection, Slot, SlotError};
 
-/// Size of one write into SWUpdate.
+/// How much of the artifact is checked before SWUpdate is asked to install
+/// (the chunk index's first chunk, whatever its length, comes with it), and
+/// the buffer of a delta release's stream.
 const CHUNK: usize = 64 * 1024;
 
 /// Where an image built to trust the development keys says so (installed
@@ -300,7 +302,7 @@ fn install_inner<R: Read + Send + 'static>(
                 let mut reader = update_manifest::DeltaReader::new(&index, located, slot, pack);
                 let installed = stream(
                     &release,
-                    &mut reader,
+                    io::BufReader::with_capacity(CHUNK, &mut reader),
                     index.swu_len(),
                     device.facts,
                     client,
@@ -362,7 +364,7 @@ fn scan_slot(
 /// held to the manifest's version.
 fn stream(
     release: &update_manifest::VerifiedRelease,
-    mut reader: impl Read,
+    mut reader: impl BufRead,
     len: u64,
     facts: &DeviceFacts,
     client: &swupdate_rs::Client,
@@ -444,16 +446,17 @@ enum Stopped {
     Writing,
 }
 
-fn copy_into(from: &mut impl Read, to: &mut impl Write) -> Result<(), Stopped> {
-    let mut buf = vec![0u8; CHUNK];
+fn copy_into(from: &mut impl BufRead, to: &mut impl Write) -> Result<(), Stopped> {
     loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
+        let checked = match from.fill_buf() {
+            Ok([]) => return Ok(()),
+            Ok(checked) => checked,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Stopped::Reading(e)),
         };
-        to.write_all(&buf[..n]).map_err(|_| Stopped::Writing)?;
+        let n = checked.len();
+        to.write_all(checked).map_err(|_| Stopped::Writing)?;
+        from.consume(n);
     }
 }
 
