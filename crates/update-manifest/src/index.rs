@@ -21,11 +21,11 @@
 //! running SHA-256 checks every chunk and the whole artifact. The device
 //! hashes each byte once (at each chunk's end a copy of the running state
 //! is finished, a block or two of work); a digest per chunk beside the
-//! whole artifact's took a second pass, a fifth of the install's time on
-//! two cores (`update-bench`). A chunk passes only if the checked prefix
-//! before it, extended by its bytes, has the signed digest: other bytes
-//! that do so are a second preimage of SHA-256. Anyone can check an entry:
-//! `head -c $(( (i + 1) * 262144 )) release.swu | sha256sum`.
+//! whole artifact's took a second pass, nearly a fifth of the install's
+//! time on two cores (`update-bench`). A chunk passes only if the checked
+//! prefix before it, extended by its bytes, has the signed digest: other
+//! bytes that do so are a second preimage of SHA-256. Anyone can check an
+//! entry: `head -c $(( (i + 1) * 262144 )) release.swu | sha256sum`.
 //!
 //! The index is a pure function of the artifact and the chunk length, so
 //! `hearth-release publish` rebuilds it from the artifact instead of
