@@ -3,10 +3,11 @@
 //! The manifest goes through `update_manifest::verify`, the function the
 //! device runs (chain to the root, expiry, model and hardware, versions,
 //! size cap). With `--artifact`, the artifact's chunk index (as `publish`
-//! serves it) is checked against the manifest, the `.swu` is streamed
-//! through the device's chunk check (each chunk, then the exact size and
-//! SHA-256), and, as SWUpdate would next, its layout, image hashes and CMS
-//! signature are checked against the root certificate.
+//! serves it) is made and checked against the manifest: its entries are
+//! the SHA-256s of the artifact's prefixes, so that checks every chunk, the
+//! exact size and the SHA-256. Then, as SWUpdate would next, the `.swu`'s
+//! layout, image hashes and CMS signature are checked against the root
+//! certificate.
 
 use std::fs;
 use std::io::Read;
@@ -149,15 +150,17 @@ pub fn run(a: &Args) -> Result<update_manifest::VerifiedRelease, Error> {
     let Some(artifact) = &a.artifact else {
         return Ok(release);
     };
-    // 1. As the device streams it: each chunk against the index the
-    //    manifest pins, the last one's check being the exact size and sha256.
-    let index = super::build::index_file(artifact, release.manifest().artifact.index.chunk_len)?;
-    let index = release.chunk_index(&index.to_bytes())?;
+    // 1. The artifact's chunk index must be the one the manifest pins: its
+    //    entries are the digests of the artifact's prefixes (the last the
+    //    whole artifact's), so a device streaming this artifact would pass
+    //    every chunk, and no other artifact would.
     let f = fs::File::open(artifact).map_err(Error::io(artifact))?;
     let bar = progress::bytes(release.manifest().artifact.size, "checking");
-    let mut checked = index.verified(bar.wrap_read(f));
-    std::io::copy(&mut checked, &mut std::io::sink()).map_err(|e| checked_error(e, artifact))?;
+    let chunk_len = release.manifest().artifact.index.chunk_len;
+    let index = update_manifest::ChunkIndex::of(bar.wrap_read(f), chunk_len)
+        .map_err(Error::io(artifact))?;
     bar.finish_and_clear();
+    release.chunk_index(&index.to_bytes())?;
 
     // 2. As SWUpdate then does: layout, image hashes, CMS signature.
     let f = fs::File::open(artifact).map_err(Error::io(artifact))?;
@@ -224,12 +227,4 @@ fn tempdir_near(p: &std::path::Path) -> Result<PathBuf, Error> {
     ));
     fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
     Ok(dir)
-}
-
-/// The `ArtifactError` a checked read carries, or the read error.
-fn checked_error(e: std::io::Error, path: &std::path::Path) -> Error {
-    match update_manifest::ArtifactError::from_io(e) {
-        Ok(artifact) => Error::Artifact(artifact),
-        Err(e) => Error::io(path)(e),
-    }
 }
